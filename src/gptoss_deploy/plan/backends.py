@@ -1,0 +1,78 @@
+"""Attention and MoE backends per GPU architecture and vLLM version (gptoss-facts.md §4, measured-h100.md)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from gptoss_deploy.hardware.types import Gpu
+from gptoss_deploy.plan import versions
+
+ROCM_MI_ENV = {  # vLLM AMD recipe for MI300X/MI325X, validated on 0.17.0 (gptoss-facts.md §6)
+    "HSA_NO_SCRATCH_RECLAIM": "1",
+    "AMDGCN_USE_BUFFER_OPS": "0",
+    "VLLM_ROCM_USE_AITER": "1",
+    "VLLM_ROCM_QUICK_REDUCE_QUANTIZATION": "INT4",
+}
+
+
+class BackendChoice(BaseModel):
+    """Backends, the env and extra flags that select them, and why."""
+
+    attention: str
+    moe: str = Field(description="marlin, triton, flashinfer, aiter, cpu")
+    env: dict[str, str] = Field(default_factory=dict)
+    extra_args: list[str] = Field(default_factory=list)
+    block_size: int = 16
+    explicit_attention: bool = Field(False, description="pass the attention backend explicitly (not auto-selected)")
+    fp8_kv_ok: bool = False
+    reason: str
+
+
+def choose_backends(gpu: Gpu | None, version: str, is_gpt_oss: bool = True) -> BackendChoice:
+    """The attention/MoE backend vLLM should use for gpt-oss on this GPU and version."""
+    if gpu is None:
+        return BackendChoice(attention="CPU_ATTN", moe="cpu", reason="vLLM CPU backend (no GPU)")
+    if not is_gpt_oss:
+        return BackendChoice(attention="auto", moe="auto", reason="generic model: vLLM's own selection")
+    arch = gpu.arch
+    if arch in ("ampere", "ada"):
+        return BackendChoice(attention="TRITON_ATTN", moe="marlin", explicit_attention=True, fp8_kv_ok=True,
+                             reason="SM8x: FA2 has no sinks, FA3 is not built for SM8x -> TRITON_ATTN; no native FP4 "
+                                    "-> Marlin weight-only MXFP4 (recipe, gptoss-facts §4.1)")
+    if arch == "hopper":
+        moe = "marlin" if not versions.at_least(version, "0.11.0") else "triton"
+        return BackendChoice(attention="FLASH_ATTN", moe=moe, fp8_kv_ok=True,
+                             reason="SM90: FlashAttention 3 supports sinks (auto-selected); MXFP4 MoE via "
+                                    f"{moe} (measured on 0.23.0: FLASH_ATTN + TRITON)")
+    if arch == "blackwell":
+        return BackendChoice(attention="FLASHINFER", moe="flashinfer", fp8_kv_ok=True,
+                             env={"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"},
+                             reason="SM100: FlashInfer TRTLLM attention with sinks; FlashInfer MXFP4 MoE with MXFP8 "
+                                    "activations (recipe, compute_cap 10.0)")
+    if arch == "blackwell-consumer":
+        return BackendChoice(attention="TRITON_ATTN", moe="marlin", explicit_attention=True, fp8_kv_ok=True,
+                             reason="SM12x: FlashAttention/FlashInfer reject sinks (vllm#40153) -> TRITON_ATTN; "
+                                    "triton_kernels MoE needs SM<11 -> Marlin")
+    if arch in ("cdna3", "cdna4"):
+        return BackendChoice(attention="ROCM_AITER_UNIFIED_ATTN", moe="aiter", env=dict(ROCM_MI_ENV),
+                             explicit_attention=True, block_size=64,
+                             extra_args=["-cc.pass_config.fuse_rope_kvcache=True",
+                                         "-cc.use_inductor_graph_partition=True"],
+                             reason="MI300X/MI355X: AMD recipe (vLLM >= 0.17.0) with AITER unified attention, "
+                                    "block size 64")
+    if arch == "rdna3.5":
+        return BackendChoice(attention="TRITON_ATTN", moe="triton", explicit_attention=True,
+                             env={"HSA_OVERRIDE_GFX_VERSION": "11.5.1"},
+                             reason="gfx1151: only TRITON_ATTN (AITER supports gfx942/950 only); llama.cpp preferred")
+    return BackendChoice(attention="TRITON_ATTN", moe="marlin", explicit_attention=True,
+                         reason=f"unknown architecture {arch!r}: the portable Triton attention and Marlin MoE")
+
+
+def attention_selection(choice: BackendChoice, version: str) -> tuple[list[str], dict[str, str]]:
+    """Flags or env that select the attention backend on this version (`--attention-backend` from 0.13.0)."""
+    if not choice.explicit_attention or choice.attention in ("auto", "CPU_ATTN"):
+        return [], {}
+    if versions.has_attention_backend_flag(version):
+        return ["--attention-backend", choice.attention], {}
+    name = "TRITON_ATTN_VLLM_V1" if choice.attention == "TRITON_ATTN" else choice.attention
+    return [], {"VLLM_ATTENTION_BACKEND": name}

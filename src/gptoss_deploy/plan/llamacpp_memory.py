@@ -1,0 +1,99 @@
+"""llama.cpp memory: GGUF weights, iSWA KV cache, compute buffers, and --n-cpu-moe to fit the GPUs.
+
+KV (f16): non-SWA layers hold n_ctx cells; SWA layers hold min(n_ctx, n_parallel x window + ubatch) cells
+(llama_kv_cache_iswa, gptoss-facts.md §8). `--n-cpu-moe N` keeps the experts of the first N layers in RAM.
+"""
+
+from __future__ import annotations
+
+from gptoss_deploy import data
+from gptoss_deploy.hardware.types import GIB, Host
+from gptoss_deploy.models.spec import ModelSpec
+from gptoss_deploy.plan.types import LlamacppSettings
+from gptoss_deploy.plan.weights import MXFP4_BYTES_PER_PARAM, count_params
+
+GPU_BUDGET_FRACTION = 0.95      # leave room for the driver, other processes and fragmentation
+RAM_BUDGET_FRACTION = 0.90
+KV_BYTES_F16 = 2
+
+
+def _facts() -> dict:
+    return data.load("engine_facts")["llamacpp"]
+
+
+def expert_bytes_per_layer(model: ModelSpec) -> int:
+    """GGUF bytes of one layer's experts (what --n-cpu-moe moves to RAM)."""
+    counts = count_params(model.arch)
+    per_param = MXFP4_BYTES_PER_PARAM if model.quantization == "mxfp4" else 2
+    return int((counts.experts * per_param + counts.expert_biases * 2) / model.arch.num_hidden_layers)
+
+
+def kv_bytes(model: ModelSpec, n_ctx: int, n_parallel: int) -> tuple[int, int]:
+    """(non-SWA KV bytes, SWA KV bytes) for this context and number of slots."""
+    arch = model.arch
+    per_cell_layer = 2 * arch.num_key_value_heads * arch.head_dim * KV_BYTES_F16
+    full = arch.num_full_layers * n_ctx * per_cell_layer
+    if arch.sliding_window:
+        cells = min(n_ctx, n_parallel * arch.sliding_window + _facts()["default_ubatch"])
+        swa = arch.num_sliding_layers * cells * per_cell_layer
+    else:
+        swa = 0
+    return full, swa
+
+
+def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_ctx: int,
+                  n_parallel: int = 1) -> tuple[LlamacppSettings, bool, str]:
+    """Settings, whether they fit, and a one-line reason. Chooses the smallest --n-cpu-moe that fits."""
+    full, swa = kv_bytes(model, n_ctx, n_parallel)
+    compute = int(_facts()["compute_buffer_gib"] * GIB)
+    layers = model.arch.num_hidden_layers
+    per_layer = expert_bytes_per_layer(model)
+    ram = host.ram_bytes
+    common = dict(gguf=gguf, n_ctx=n_ctx, n_parallel=n_parallel, model_bytes=model_bytes, kv_bytes=full,
+                  swa_bytes=swa, compute_bytes=compute, ram_bytes_available=ram)
+    if not host.gpus:
+        need = model_bytes + full + swa + compute
+        settings = LlamacppSettings(**common, n_gpu_layers=0, n_cpu_moe=0, flash_attn="auto",
+                                    gpu_bytes_per_device=0, gpu_budget_per_device=0, cpu_expert_bytes=model_bytes,
+                                    ram_bytes_needed=need)
+        fits = ram is None or need <= ram * RAM_BUDGET_FRACTION
+        return settings, fits, f"CPU only: {need / GIB:.1f} GiB in RAM" + ("" if ram else " (RAM unknown)")
+    gpu = host.gpu
+    assert gpu is not None
+    reserve = data.load("engine_facts")["vllm"]["memory_model"]["unified_memory_os_reserve_gib"] * GIB
+    per_device_budget = int(gpu.visible_bytes * GPU_BUDGET_FRACTION - (reserve if gpu.unified_memory else 0))
+    total_budget = per_device_budget * host.gpu_count
+    fixed = full + swa + compute * host.gpu_count
+    chosen = None
+    for n_cpu_moe in range(0, layers + 1):
+        if gpu.unified_memory and n_cpu_moe:
+            break  # unified memory: RAM and GPU memory are the same pool, offloading gains nothing
+        if model_bytes - n_cpu_moe * per_layer + fixed <= total_budget:
+            chosen = n_cpu_moe
+            break
+    n_cpu_moe = chosen if chosen is not None else layers
+    gpu_need = model_bytes - n_cpu_moe * per_layer + fixed
+    ram_need = n_cpu_moe * per_layer
+    settings = LlamacppSettings(**common, n_gpu_layers=999, n_cpu_moe=n_cpu_moe, flash_attn="on",
+                                gpu_bytes_per_device=gpu_need // host.gpu_count,
+                                gpu_budget_per_device=per_device_budget, cpu_expert_bytes=ram_need,
+                                ram_bytes_needed=ram_need)
+    if chosen is None:
+        return settings, False, (f"even with all {layers} layers' experts in RAM, {gpu_need / GIB:.1f} GiB of "
+                                 f"attention/KV/buffers exceed {total_budget / GIB:.1f} GiB of GPU memory")
+    if ram is not None and ram_need > ram * RAM_BUDGET_FRACTION:
+        return settings, False, (f"--n-cpu-moe {n_cpu_moe} needs {ram_need / GIB:.1f} GiB of RAM for experts, "
+                                 f"the host has {ram / GIB:.1f} GiB")
+    where = f"experts of {n_cpu_moe} layers in RAM ({ram_need / GIB:.1f} GiB)" if n_cpu_moe else "all on GPU"
+    return settings, True, f"{where}; {gpu_need / GIB:.1f} of {total_budget / GIB:.1f} GiB GPU memory"
+
+
+def llamacpp_args(settings: LlamacppSettings) -> list[str]:
+    """llama-server flags for these settings (model path first; host/port/key are added at launch)."""
+    args = ["-m", settings.gguf, "-c", str(settings.n_ctx), "-np", str(settings.n_parallel),
+            "--jinja", "-fa", settings.flash_attn]
+    if settings.n_gpu_layers:
+        args += ["-ngl", str(settings.n_gpu_layers)]
+    if settings.n_cpu_moe:
+        args += ["--n-cpu-moe", str(settings.n_cpu_moe)]
+    return args
