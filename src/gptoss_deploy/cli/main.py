@@ -14,14 +14,22 @@ COMMANDS = (plan_cmd, hardware_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 
+def _common_flags(default: object) -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--json", action="store_true", default=default, help="print machine-readable JSON on stdout")
+    flags.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every command registers its own flags)."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    common.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser = argparse.ArgumentParser(
         prog="gptoss", description="Plan, serve, check and benchmark gpt-oss-120b / gpt-oss-20b on vLLM and llama.cpp.",
-        parents=[common])
+        parents=[_common_flags(argparse.SUPPRESS)])
+    parser.set_defaults(json=False, debug=False)
+    # A separate parent with SUPPRESS defaults: a subcommand's copy of these flags must not reset a value
+    # given before the subcommand (`gptoss --debug plan ...`).
+    common = _common_flags(argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"gpt-oss-deploy {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:

@@ -103,15 +103,19 @@ def _cpu_budget(host: Host, weights: int, request: PlanRequest) -> VllmMemory:
                       cudagraph_in_budget=False, kv_bytes=kv, kv_from_override=request.kv_cache_memory_bytes is not None)
 
 
-def _memory_steps(request: PlanRequest, gpu: Gpu | None, base_util: float, base_mnbt: int) -> list[tuple[float, int]]:
-    """(util, MNBT) pairs to try: the starting point, then the relaxations vLLM users apply."""
-    steps = [(base_util, base_mnbt)]
-    can_raise_util = gpu is not None and not gpu.unified_memory and base_util < RELAXED_UTIL
-    if can_raise_util:
-        steps.append((RELAXED_UTIL, base_mnbt))
-    if base_mnbt > RELAXED_MNBT:
-        steps.append((RELAXED_UTIL if can_raise_util else base_util, RELAXED_MNBT))
-    return steps
+RELAX_ORDER = ("max_num_batched_tokens", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size")
+
+
+def _memory_steps(request: PlanRequest, gpu: Gpu | None, util: float, mnbt: int,
+                  relaxed: set[str]) -> list[tuple[float, int]]:
+    """(util, MNBT) pairs to try: the starting point, then relaxations of what the user did not pin."""
+    util_free = request.gpu_memory_utilization is None or "gpu_memory_utilization" in relaxed
+    mnbt_free = request.max_num_batched_tokens is None or "max_num_batched_tokens" in relaxed
+    utils = [util]
+    if util_free and gpu is not None and not gpu.unified_memory and util < RELAXED_UTIL:
+        utils.append(RELAXED_UTIL)
+    mnbts = [mnbt] + ([RELAXED_MNBT] if mnbt_free and mnbt > RELAXED_MNBT else [])
+    return [(u, m) for u in utils for m in mnbts]
 
 
 def _starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: str, tp: int) -> tuple[float, int, int]:
@@ -128,24 +132,28 @@ def _starting_point(model: ModelSpec, host: Host, request: PlanRequest, version:
             request.max_num_seqs or seqs)
 
 
-def search_vllm(model: ModelSpec, host: Host, request: PlanRequest, version: str,
-                kv_dtype: str) -> tuple[VllmCandidate | None, list[VllmCandidate]]:
-    """The first fitting configuration in search order, and every candidate tried."""
+def _search_once(model: ModelSpec, host: Host, request: PlanRequest, version: str, kv_dtype: str,
+                 relaxed: set[str], tried: list[VllmCandidate]) -> VllmCandidate | None:
+    """One pass over TP sizes and memory steps with the user's unrelaxed settings held fixed."""
     target = request.max_model_len or model.arch.max_position_embeddings
     tps = valid_tp_sizes(model, max(host.gpu_count, 1))
     if request.tensor_parallel_size:
-        tps = [request.tensor_parallel_size] + [t for t in tps if t != request.tensor_parallel_size]
-    tried: list[VllmCandidate] = []
+        tps = ([request.tensor_parallel_size] if "tensor_parallel_size" not in relaxed else
+               [request.tensor_parallel_size] + [t for t in tps if t != request.tensor_parallel_size])
+    passes: list[VllmCandidate] = []
     for tp in tps:
         util, mnbt, seqs = _starting_point(model, host, request, version, tp)
-        for step_util, step_mnbt in _memory_steps(request, host.gpu, util, mnbt):
+        for step_util, step_mnbt in _memory_steps(request, host.gpu, util, mnbt, relaxed):
             candidate = evaluate_vllm(model, host, request, version, tp, step_util, step_mnbt, seqs, target, kv_dtype)
             tried.append(candidate)
+            passes.append(candidate)
             if candidate.fits:
-                return candidate, tried
-    # Nothing holds the target context: the smallest TP whose KV holds a useful context, at its best step.
+                return candidate
+    if request.max_model_len is not None and "max_model_len" not in relaxed:
+        return None
+    # No TP holds the target context: the smallest TP whose KV holds a useful context, at its best step.
     for tp in tps:
-        best = max((c for c in tried if c.settings.tensor_parallel_size == tp), key=lambda c: c.kv.max_len_that_fits)
+        best = max((c for c in passes if c.settings.tensor_parallel_size == tp), key=lambda c: c.kv.max_len_that_fits)
         length = _round_context(best.kv.max_len_that_fits)
         if length >= MIN_USEFUL_CONTEXT:
             s = best.settings
@@ -153,7 +161,21 @@ def search_vllm(model: ModelSpec, host: Host, request: PlanRequest, version: str
                                       s.max_num_batched_tokens, s.max_num_seqs, length, kv_dtype)
             tried.append(candidate)
             if candidate.fits:
-                return candidate, tried
+                return candidate
+    return None
+
+
+def search_vllm(model: ModelSpec, host: Host, request: PlanRequest, version: str,
+                kv_dtype: str) -> tuple[VllmCandidate | None, list[VllmCandidate]]:
+    """The first fitting configuration, relaxing the user's explicit settings one by one (RELAX_ORDER)."""
+    tried: list[VllmCandidate] = []
+    for count in range(len(RELAX_ORDER) + 1):
+        relaxed = set(RELAX_ORDER[:count])
+        if count and getattr(request, RELAX_ORDER[count - 1]) is None:
+            continue  # nothing pinned there: relaxing it changes nothing
+        found = _search_once(model, host, request, version, kv_dtype, relaxed, tried)
+        if found is not None:
+            return found, tried
     return None, tried
 
 
@@ -161,7 +183,7 @@ def _round_context(length: int) -> int:
     return length // 1024 * 1024
 
 
-def _changes(request: PlanRequest, settings: VllmSettings) -> list[Change]:
+def _changes(request: PlanRequest, settings: VllmSettings, model_max: int) -> list[Change]:
     """What differs from values the user set explicitly."""
     changes = []
     pairs = [("tensor_parallel_size", request.tensor_parallel_size, settings.tensor_parallel_size,
@@ -175,6 +197,10 @@ def _changes(request: PlanRequest, settings: VllmSettings) -> list[Change]:
     for name, asked, planned, reason in pairs:
         if asked is not None and asked != planned:
             changes.append(Change(setting=name, requested=str(asked), planned=str(planned), reason=reason))
+    if request.max_model_len is None and settings.max_model_len < model_max:
+        changes.append(Change(setting="max_model_len", requested=f"model maximum {model_max}",
+                              planned=str(settings.max_model_len),
+                              reason="the KV cache cannot hold one request of the model's full context"))
     return changes
 
 
@@ -441,7 +467,7 @@ def make_plan(model: ModelSpec, host: Host, request: PlanRequest, installed_vllm
         chosen = None
         kv_warnings.append(f"vLLM {version} predates gpt-oss support (>= {minimum})")
     if chosen is not None:
-        plan = _vllm_plan(model, host, request, chosen, kv_changes + _changes(request, chosen.settings), kv_warnings)
+        plan = _vllm_plan(model, host, request, chosen, kv_changes + _changes(request, chosen.settings, model.arch.max_position_embeddings), kv_warnings)
         if with_alternatives:
             plan.alternatives = _alternatives(model, host, request, version, chosen.settings.tensor_parallel_size)
         return plan
