@@ -89,8 +89,12 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
 
 
 def llamacpp_args(settings: LlamacppSettings) -> list[str]:
-    """llama-server flags for these settings (model path first; host/port/key are added at launch)."""
-    args = ["-m", settings.gguf, "-c", str(settings.n_ctx), "-np", str(settings.n_parallel),
+    """llama-server flags for these settings (model first; host/port/key are added at launch).
+
+    `hf:<repo>` means a GGUF repository on the Hub: llama-server fetches it with `-hf` (builds with curl).
+    """
+    model = ["-hf", settings.gguf[3:]] if settings.gguf.startswith("hf:") else ["-m", settings.gguf]
+    args = [*model, "-c", str(settings.n_ctx), "-np", str(settings.n_parallel),
             "--jinja", "-fa", settings.flash_attn]
     if settings.n_gpu_layers:
         args += ["-ngl", str(settings.n_gpu_layers)]

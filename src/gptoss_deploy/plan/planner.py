@@ -298,8 +298,7 @@ def _gguf_for(model: ModelSpec) -> tuple[str, int] | None:
     if model.gguf_alternative:
         alt = catalog.lookup(model.gguf_alternative)
         if alt and alt.checkpoint_bytes:
-            first = alt.gguf_files[0] if alt.gguf_files else alt.id
-            return f"{alt.id}:{first}", alt.checkpoint_bytes
+            return f"hf:{alt.id}", alt.checkpoint_bytes
     return None
 
 
@@ -427,7 +426,7 @@ def _alternatives(model: ModelSpec, host: Host, request: PlanRequest, version: s
                 alts.append(alt.model_copy(update={"description": f"official MXFP4: {alt.description}"}))
         gguf_model = catalog.lookup(official.gguf_alternative) if official.gguf_alternative else None
         if gguf_model is not None and sub.engine != "llamacpp":
-            result = plan_llamacpp(gguf_model, gguf_model.id, gguf_model.checkpoint_bytes or 0, host, target)
+            result = plan_llamacpp(gguf_model, f"hf:{gguf_model.id}", gguf_model.checkpoint_bytes or 0, host, target)
             alts.append(Alternative(description=f"llama.cpp with {gguf_model.id}" +
                                     (f" --n-cpu-moe {result[0].n_cpu_moe}" if result[0].n_cpu_moe else ""),
                                     verdict="fits" if result[1] else "does not fit", engine="llamacpp",
