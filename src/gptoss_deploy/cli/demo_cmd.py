@@ -26,7 +26,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def example_curl(base_url: str, model: str) -> str:
     """A curl command a person can paste."""
-    body = ('{"model": "%s", "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}' % model)
+    import json
+
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100})
     return shlex.join(["curl", "-s", f"{base_url}/v1/chat/completions", "-H", "Content-Type: application/json",
                        "-d", body])
 

@@ -8,8 +8,6 @@ context; then the largest context that fits; then llama.cpp when a GGUF exists.
 
 from __future__ import annotations
 
-import math
-
 from pydantic import BaseModel
 
 from gptoss_deploy import __version__, data
