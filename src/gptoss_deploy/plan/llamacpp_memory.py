@@ -57,7 +57,8 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
                                     gpu_bytes_per_device=0, gpu_budget_per_device=0, cpu_expert_bytes=model_bytes,
                                     ram_bytes_needed=need)
         fits = ram is None or need <= ram * RAM_BUDGET_FRACTION
-        return settings, fits, f"CPU only: {need / GIB:.1f} GiB in RAM" + ("" if ram else " (RAM unknown)")
+        have = f"the host has {ram / GIB:.1f} GiB (uses at most {RAM_BUDGET_FRACTION:.0%})" if ram else "RAM unknown"
+        return settings, fits, f"CPU only: needs {need / GIB:.1f} GiB of RAM; {have}"
     gpu = host.gpu
     assert gpu is not None
     reserve = data.load("engine_facts")["vllm"]["memory_model"]["unified_memory_os_reserve_gib"] * GIB

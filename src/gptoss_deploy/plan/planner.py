@@ -364,10 +364,10 @@ def _vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandid
     if not s.tool_calling and request.tool_calling:
         warnings.append(f"vLLM {s.version} has no openai tool parser: tool calls will not be parsed")
     verdict = "fits with changes" if changes else "fits"
-    reasons = [f"vLLM {s.version}, TP{s.tensor_parallel_size}: weights {c.memory.weights_bytes / GIB:.1f} GiB/GPU, "
-               f"KV {c.memory.kv_bytes / GIB:.1f} GiB/GPU holds {c.kv.max_concurrency:.2f} requests of "
-               f"{s.max_model_len:,} tokens", c.backends.reason]
     device = "GPU" if gpu else "CPU"
+    reasons = [f"vLLM {s.version}, TP{s.tensor_parallel_size}: weights {c.memory.weights_bytes / GIB:.1f} GiB/{device}, "
+               f"KV {c.memory.kv_bytes / GIB:.1f} GiB/{device} holds {c.kv.max_concurrency:.2f} requests of "
+               f"{s.max_model_len:,} tokens", c.backends.reason]
     log = [f"Using max model len {s.max_model_len}",
            f"Chunked prefill is enabled with max_num_batched_tokens={s.max_num_batched_tokens}.",
            f"Model loading took {c.memory.weights_bytes / GIB:.2f} GiB memory (estimate)",
