@@ -59,13 +59,8 @@ def test_streaming_returns_the_same_content(client: openai.OpenAI) -> None:
 
 
 def test_plan_predicts_the_kv_line_vllm_cpu_logs(lane: Lane, vllm_server: LaneServer) -> None:
-    from gptoss_deploy.hardware.types import Host
-    from gptoss_deploy.models.resolve import resolve_model
-    from gptoss_deploy.plan.planner import make_plan
-    from gptoss_deploy.plan.types import PlanRequest
+    from gptoss_deploy.lane.server import tiny_plan
 
-    plan = make_plan(resolve_model(lane.model), Host(gpus=[], ram_bytes=8 * 1024**3, source="test"),
-                     PlanRequest(engine="vllm", vllm_version="0.32.0", max_model_len=4096,
-                                 kv_cache_memory_bytes=1024**3))  # VLLM_CPU_KVCACHE_SPACE=1
+    plan = tiny_plan(lane, "vllm")  # the plan the server was launched from
     predicted = [line for line in plan.predicted_log if "KV cache size" in line]
     assert predicted and predicted[0] in vllm_server.log_tail(10**7)

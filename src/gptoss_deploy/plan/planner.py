@@ -95,13 +95,18 @@ def evaluate_vllm(model: ModelSpec, host: Host, request: PlanRequest, version: s
 def _cpu_budget(host: Host, weights: int, request: PlanRequest) -> VllmMemory:
     """vLLM's CPU backend keeps KV in VLLM_CPU_KVCACHE_SPACE (or --kv-cache-memory-bytes); 4 GiB planned."""
     ram = host.ram_bytes or 0
-    kv = request.kv_cache_memory_bytes or 4 * GIB
+    kv = cpu_kv_gib(request.kv_cache_memory_bytes) * GIB
     return VllmMemory(visible_bytes=ram, gpu_memory_utilization=1.0, requested_bytes=weights + kv,
                       weights_bytes=weights, activation_bytes=0, non_torch_bytes=0, cudagraph_bytes=0,
                       cudagraph_in_budget=False, kv_bytes=kv, kv_from_override=request.kv_cache_memory_bytes is not None)
 
 
 RELAX_ORDER = ("max_num_batched_tokens", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size")
+
+
+def cpu_kv_gib(kv_cache_memory_bytes: int | None) -> int:
+    """VLLM_CPU_KVCACHE_SPACE for a KV budget: whole GiB, at least 1; 4 GiB when none is given."""
+    return max(1, kv_cache_memory_bytes // GIB) if kv_cache_memory_bytes else 4
 
 
 def _memory_steps(request: PlanRequest, gpu: Gpu | None, util: float, mnbt: int,
@@ -202,20 +207,25 @@ def _changes(request: PlanRequest, settings: VllmSettings, model_max: int) -> li
     return changes
 
 
-def _vllm_args(settings: VllmSettings, backends: BackendChoice, defaults: tuple[int, int]) -> tuple[list[str], dict[str, str]]:
+def _vllm_args(settings: VllmSettings, backends: BackendChoice, defaults: tuple[int, int],
+               cpu: bool) -> tuple[list[str], dict[str, str]]:
     """vLLM CLI flags (after the model) and env for a configuration."""
     args: list[str] = []
     if settings.tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
-    args += ["--max-model-len", str(settings.max_model_len),
-             "--gpu-memory-utilization", f"{settings.gpu_memory_utilization:g}"]
+    args += ["--max-model-len", str(settings.max_model_len)]
+    if not cpu:
+        args += ["--gpu-memory-utilization", f"{settings.gpu_memory_utilization:g}"]
     if settings.max_num_batched_tokens != defaults[0]:
         args += ["--max-num-batched-tokens", str(settings.max_num_batched_tokens)]
     if settings.max_num_seqs != defaults[1]:
         args += ["--max-num-seqs", str(settings.max_num_seqs)]
     if settings.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", settings.kv_cache_dtype]
-    if settings.kv_cache_memory_bytes:
+    cpu_env: dict[str, str] = {}
+    if cpu:  # vLLM's CPU backend takes its KV budget in whole GiB from the environment
+        cpu_env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_gib(settings.kv_cache_memory_bytes))
+    elif settings.kv_cache_memory_bytes:
         args += ["--kv-cache-memory-bytes", str(settings.kv_cache_memory_bytes)]
     if settings.block_size != 16:
         args += ["--block-size", str(settings.block_size)]
@@ -225,7 +235,7 @@ def _vllm_args(settings: VllmSettings, backends: BackendChoice, defaults: tuple[
     args += attn_args + backends.extra_args
     if settings.tool_calling:
         args += ["--tool-call-parser", "openai", "--enable-auto-tool-choice"]
-    env = {**backends.env, **env}
+    env = {**backends.env, **env, **cpu_env}
     return args, env
 
 
@@ -346,7 +356,7 @@ def _vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandid
                extra_warnings: list[str]) -> Plan:
     s, gpu = c.settings, host.gpu
     defaults = default_batch(gpu, s.version)
-    args, env = _vllm_args(s, c.backends, defaults)
+    args, env = _vllm_args(s, c.backends, defaults, cpu=gpu is None)
     for issue in c.issues:
         env.update(issue.applied_env)
     if request.vocab_dir:
