@@ -64,13 +64,12 @@ def run(args: argparse.Namespace) -> int:
             return 0 if choice.get("content") else 1
         message("[demo] serving; press Ctrl-C to stop")
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(1):
-                if server.process is not None and server.process.poll() is not None:
-                    message(f"[demo] vLLM exited with code {server.process.returncode}; log {server.log_path}")
-                    return 1
-        except KeyboardInterrupt:
-            pass
+        # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(1):
+            if server.process is not None and server.process.poll() is not None:
+                message(f"[demo] vLLM exited with code {server.process.returncode}; log {server.log_path}")
+                return 1
         message("[demo] stopping")
     return 0
