@@ -23,7 +23,7 @@ from gptoss_deploy.plan.llamacpp_memory import llamacpp_args, plan_llamacpp
 from gptoss_deploy.plan.types import (Alternative, Change, Explain, IssueHit, KvPrediction, LlamacppSettings, Plan,
                                       PlanRequest, Speed, VllmMemory, VllmSettings)
 from gptoss_deploy.plan.vllm_memory import budget, default_batch, predict_kv, predicted_log_lines
-from gptoss_deploy.plan.weights import weight_bytes_per_rank
+from gptoss_deploy.plan.weights import weight_bytes, weight_bytes_per_rank
 
 TP_SIZES = (1, 2, 4, 8)
 RELAXED_UTIL = 0.95
@@ -136,16 +136,16 @@ def _starting_point(model: ModelSpec, host: Host, request: PlanRequest, version:
 
 
 def _search_once(model: ModelSpec, host: Host, request: PlanRequest, version: str, kv_dtype: str,
-                 relaxed: set[str], tried: list[VllmCandidate]) -> VllmCandidate | None:
+                 relaxed: set[str], starts: dict[int, tuple[float, int, int]],
+                 tried: list[VllmCandidate]) -> VllmCandidate | None:
     """One pass over TP sizes and memory steps with the user's unrelaxed settings held fixed."""
     target = request.max_model_len or model.arch.max_position_embeddings
-    tps = valid_tp_sizes(model, max(host.gpu_count, 1))
-    if request.tensor_parallel_size:
-        tps = ([request.tensor_parallel_size] if "tensor_parallel_size" not in relaxed else
-               [request.tensor_parallel_size] + [t for t in tps if t != request.tensor_parallel_size])
+    tps = list(starts)  # the requested TP first, when there is one
+    if request.tensor_parallel_size and "tensor_parallel_size" not in relaxed:
+        tps = [request.tensor_parallel_size]
     passes: list[VllmCandidate] = []
     for tp in tps:
-        util, mnbt, seqs = _starting_point(model, host, request, version, tp)
+        util, mnbt, seqs = starts[tp]
         for step_util, step_mnbt in _memory_steps(request, host.gpu, util, mnbt, relaxed):
             candidate = evaluate_vllm(model, host, request, version, tp, step_util, step_mnbt, seqs, target, kv_dtype)
             tried.append(candidate)
@@ -171,12 +171,16 @@ def _search_once(model: ModelSpec, host: Host, request: PlanRequest, version: st
 def search_vllm(model: ModelSpec, host: Host, request: PlanRequest, version: str,
                 kv_dtype: str) -> tuple[VllmCandidate | None, list[VllmCandidate]]:
     """The first fitting configuration, relaxing the user's explicit settings one by one (RELAX_ORDER)."""
+    tps = valid_tp_sizes(model, max(host.gpu_count, 1))
+    if request.tensor_parallel_size:
+        tps = [request.tensor_parallel_size] + [t for t in tps if t != request.tensor_parallel_size]
+    starts = {tp: _starting_point(model, host, request, version, tp) for tp in tps}
     tried: list[VllmCandidate] = []
     for count in range(len(RELAX_ORDER) + 1):
         relaxed = set(RELAX_ORDER[:count])
         if count and getattr(request, RELAX_ORDER[count - 1]) is None:
             continue  # nothing pinned there: relaxing it changes nothing
-        found = _search_once(model, host, request, version, kv_dtype, relaxed, tried)
+        found = _search_once(model, host, request, version, kv_dtype, relaxed, starts, tried)
         if found is not None:
             return found, tried
     return None, tried
@@ -432,13 +436,12 @@ def _alternatives(model: ModelSpec, host: Host, request: PlanRequest, version: s
                                     detail=sub.reasons[0]))
             for alt in sub.alternatives:
                 alts.append(alt.model_copy(update={"description": f"official MXFP4: {alt.description}"}))
-        gguf_model = catalog.lookup(official.gguf_alternative) if official.gguf_alternative else None
-        if gguf_model is not None and sub.engine != "llamacpp":
-            result = plan_llamacpp(gguf_model, f"hf:{gguf_model.id}", gguf_model.checkpoint_bytes or 0, host, target)
-            alts.append(Alternative(description=f"llama.cpp with {gguf_model.id}" +
+        result = _llamacpp_plan(official, host, request) if sub.engine != "llamacpp" else None
+        if result is not None and official.gguf_alternative:
+            alts.append(Alternative(description=f"llama.cpp with {official.gguf_alternative}" +
                                     (f" --n-cpu-moe {result[0].n_cpu_moe}" if result[0].n_cpu_moe else ""),
                                     verdict="fits" if result[1] else "does not fit", engine="llamacpp",
-                                    model=gguf_model.id, detail=result[2]))
+                                    model=official.gguf_alternative, detail=result[2]))
     return alts
 
 
@@ -504,8 +507,6 @@ def _does_not_fit_numbers(model: ModelSpec, host: Host, best: VllmCandidate | No
         return f"no GPU configuration to try for {model.id} on {host.describe()}"
     s, m = best.settings, best.memory
     total_gpu = host.gpu.visible_bytes * host.gpu_count
-    from gptoss_deploy.plan.weights import weight_bytes
-
     full_weights = weight_bytes(model.arch, model.quantization, best.backends.moe)
     if full_weights > total_gpu * s.gpu_memory_utilization:
         return (f"weights {full_weights / GIB:.1f} GiB ({model.quantization}) exceed {host.gpu_count}x "
