@@ -104,7 +104,8 @@ def test_gguf_header_is_read_without_loading_tensors(tmp_path: Path) -> None:
     writer.close()
     spec = resolve_model(str(path))
     assert spec.format == "gguf" and spec.arch.num_local_experts == 4 and spec.arch.sliding_window == 128
-    assert spec.checkpoint_bytes == path.stat().st_size
+    assert spec.checkpoint_bytes == 8 * 64 * 4  # the tensor data llama.cpp maps, not the header
+    assert spec.checkpoint_bytes < path.stat().st_size
 
 
 def test_missing_gguf_shards_are_reported(tmp_path: Path) -> None:

@@ -40,13 +40,13 @@ def from_directory(directory: Path) -> ModelSpec:
 
 
 def from_gguf(path: Path) -> ModelSpec:
-    """A model in a GGUF file (first shard of a set)."""
+    """A model in a GGUF file (first shard of a set); its size is the tensor data llama.cpp maps, without metadata."""
     info = read_gguf(path)
     arch = arch_from_gguf(info)
     types = set(info.tensor_types)
     quant = "mxfp4" if "MXFP4" in types else ("bf16" if types <= {"BF16", "F32"} else "other")
     spec = ModelSpec(id=str(path), source="gguf", format="gguf", quantization=quant, arch=arch,
-                     arch_key=catalog.recognise_arch(arch), checkpoint_bytes=info.file_bytes, gguf_files=info.shards)
+                     arch_key=catalog.recognise_arch(arch), checkpoint_bytes=info.tensor_bytes, gguf_files=info.shards)
     if info.missing_shards:
         spec.notes.append(f"missing GGUF shards: {', '.join(info.missing_shards)}")
     return _generic_note(spec)

@@ -76,5 +76,9 @@ def attention_selection(choice: BackendChoice, version: str) -> tuple[list[str],
         return [], {}
     if versions.has_attention_backend_flag(version):
         return ["--attention-backend", choice.attention], {}
-    name = "TRITON_ATTN_VLLM_V1" if choice.attention == "TRITON_ATTN" else choice.attention
-    return [], {"VLLM_ATTENTION_BACKEND": name}
+    return [], attention_env(choice.attention)
+
+
+def attention_env(backend: str) -> dict[str, str]:
+    """VLLM_ATTENTION_BACKEND for releases before --attention-backend (Triton's old V1 name)."""
+    return {"VLLM_ATTENTION_BACKEND": "TRITON_ATTN_VLLM_V1" if backend == "TRITON_ATTN" else backend}

@@ -52,5 +52,5 @@ def matching_issues(ctx: IssueContext) -> list[IssueHit]:
             hits.append(IssueHit(id=rule["id"], title=rule["title"], severity=rule["severity"],
                                  effect=rule["effect"], fix=fix.get("text", ""), source=rule["source"],
                                  applied_env={k: str(v) for k, v in (fix.get("env") or {}).items()},
-                                 defaults=fix.get("defaults") or {}))
+                                 defaults=fix.get("defaults") or {}, conditions=list(rule.get("when") or {})))
     return hits

@@ -1,7 +1,7 @@
 """llama.cpp memory: GGUF weights, iSWA KV cache, compute buffers, and --n-cpu-moe to fit the GPUs.
 
-KV (f16): non-SWA layers hold n_ctx cells; SWA layers hold min(n_ctx, n_parallel x window + ubatch) cells
-(llama_kv_cache_iswa, gptoss-facts.md §8). `--n-cpu-moe N` keeps the experts of the first N layers in RAM.
+KV (f16): non-SWA layers hold n_ctx cells; SWA layers hold, per slot, min(n_ctx/slots, window + ubatch) cells
+padded to 256 (llama_kv_cache_iswa, gptoss-facts.md §8, llama.cpp b11434 source). `--n-cpu-moe N` keeps the experts of the first N layers in RAM.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gptoss_deploy.plan.weights import MXFP4_BYTES_PER_PARAM, count_params
 GPU_BUDGET_FRACTION = 0.95      # leave room for the driver, other processes and fragmentation
 RAM_BUDGET_FRACTION = 0.90
 KV_BYTES_F16 = 2
+SWA_PAD = 256
 
 
 def _facts() -> dict:
@@ -34,7 +35,10 @@ def kv_bytes(model: ModelSpec, n_ctx: int, n_parallel: int) -> tuple[int, int]:
     per_cell_layer = 2 * arch.num_key_value_heads * arch.head_dim * KV_BYTES_F16
     full = arch.num_full_layers * n_ctx * per_cell_layer
     if arch.sliding_window:
-        cells = min(n_ctx, n_parallel * arch.sliding_window + _facts()["default_ubatch"])
+        # One SWA stream per slot (kv_unified off, the server's default), each padded to 256 cells
+        # (src/llama-kv-cache-iswa.cpp, b11434: GGML_PAD(min(size, n_swa + n_ubatch), 256)).
+        per_slot = min(n_ctx // n_parallel, arch.sliding_window + _facts()["default_ubatch"])
+        cells = n_parallel * -(-per_slot // SWA_PAD) * SWA_PAD
         swa = arch.num_sliding_layers * cells * per_cell_layer
     else:
         swa = 0

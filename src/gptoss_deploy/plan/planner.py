@@ -72,11 +72,17 @@ def evaluate_vllm(model: ModelSpec, host: Host, request: PlanRequest, version: s
     """Memory, KV and known issues of one vLLM configuration."""
     gpu = host.gpu
     backends = choose_backends(gpu, version, model.is_gpt_oss)
+    if request.attention_backend:
+        backends = backends.model_copy(update={"attention": request.attention_backend, "explicit_attention": True,
+                                               "reason": f"attention backend {request.attention_backend} as requested; "
+                                                         + backends.reason})
+    async_scheduling = (versions.async_scheduling_default(version) if request.async_scheduling is None
+                        else request.async_scheduling)
     settings = VllmSettings(
         version=version, tensor_parallel_size=tp, max_model_len=max_model_len, gpu_memory_utilization=util,
         max_num_batched_tokens=mnbt, max_num_seqs=max_num_seqs, kv_cache_dtype=kv_dtype,
         block_size=backends.block_size, attention_backend=backends.attention, moe_backend=backends.moe,
-        enforce_eager=request.enforce_eager, async_scheduling=versions.async_scheduling_default(version),
+        enforce_eager=request.enforce_eager, async_scheduling=async_scheduling, tool_call_parser=request.tool_call_parser,
         tool_calling=request.tool_calling and versions.at_least(version, versions.vllm_facts()["tool_parser_openai_since"]),
         kv_cache_memory_bytes=request.kv_cache_memory_bytes,
     )
@@ -237,10 +243,24 @@ def _vllm_args(settings: VllmSettings, backends: BackendChoice, defaults: tuple[
         args += ["--enforce-eager"]
     attn_args, env = attention_selection(backends, settings.version)
     args += attn_args + backends.extra_args
+    if settings.async_scheduling != versions.async_scheduling_default(settings.version):
+        args += ["--async-scheduling" if settings.async_scheduling else "--no-async-scheduling"]
     if settings.tool_calling:
-        args += ["--tool-call-parser", "openai", "--enable-auto-tool-choice"]
+        args += ["--tool-call-parser", settings.tool_call_parser, "--enable-auto-tool-choice"]
     env = {**backends.env, **env, **cpu_env}
     return args, env
+
+
+def _switch_flags(request: PlanRequest, model: ModelSpec) -> list[str]:
+    """Flags the user set that do not change the memory plan: prefix caching, chunked prefill, quantization."""
+    args: list[str] = []
+    for name, value in (("enable-prefix-caching", request.enable_prefix_caching),
+                        ("enable-chunked-prefill", request.enable_chunked_prefill)):
+        if value is not None:
+            args.append(f"--{name}" if value else f"--no-{name}")
+    if request.quantization and request.quantization != model.quantization:
+        args += ["--quantization", request.quantization]
+    return args
 
 
 def _explain_vllm(model: ModelSpec, c: VllmCandidate) -> list[Explain]:
@@ -288,19 +308,36 @@ def _vllm_speed(model: ModelSpec, gpu: Gpu | None, c: VllmCandidate) -> Speed | 
                                     "(gptoss-facts §7.1)")
 
 
-def _refuse_kv_dtype(model: ModelSpec, host: Host, request: PlanRequest, version: str) -> tuple[str, list[Change], list[str]]:
-    """Apply refusals of fp8 KV: keep it with --force, else plan auto and say why."""
-    if request.kv_cache_dtype == "auto":
-        return "auto", [], []
-    tp = request.tensor_parallel_size or 1
-    probe = evaluate_vllm(model, host, request, version, tp, 0.9, 2048, 256,
+REFUSABLE = {  # explicit settings a known issue can refuse, and the value planned instead
+    "kv_cache_dtype": "auto",
+    "async_scheduling": None,
+    "attention_backend": None,
+}
+
+
+def _refuse_requested(model: ModelSpec, host: Host, request: PlanRequest,
+                      version: str) -> tuple[PlanRequest, list[Change], list[str]]:
+    """Replace requested settings that a known issue refuses (kept with --force), saying why."""
+    asked = {k: getattr(request, k) for k, safe in REFUSABLE.items() if getattr(request, k) != safe}
+    if not asked:
+        return request, [], []
+    probe = evaluate_vllm(model, host, request, version, request.tensor_parallel_size or 1, 0.9, 2048, 256,
                           request.max_model_len or model.arch.max_position_embeddings, request.kv_cache_dtype)
-    refusals = [i for i in probe.issues if i.severity == "refuse"]
-    if not refusals or request.force:
-        return request.kv_cache_dtype, [], [f"--force keeps {request.kv_cache_dtype} KV despite: {i.title}" for i in refusals]
-    reason = "; ".join(f"{i.title} ({i.source})" for i in refusals)
-    return "auto", [Change(setting="kv_cache_dtype", requested=request.kv_cache_dtype, planned="auto",
-                           reason=f"refused: {reason}")], []
+    changes: list[Change] = []
+    warnings: list[str] = []
+    replaced: dict[str, object] = {}
+    for setting, value in asked.items():
+        refusals = [i for i in probe.issues if i.severity == "refuse" and setting in i.conditions]
+        if not refusals:
+            continue
+        if request.force:
+            warnings += [f"--force keeps {setting}={value} despite: {i.title}" for i in refusals]
+            continue
+        replaced[setting] = REFUSABLE[setting]
+        reason = "; ".join(f"{i.title} ({i.source})" for i in refusals)
+        changes.append(Change(setting=setting, requested=str(value), planned=str(REFUSABLE[setting] or "default"),
+                              reason=f"refused: {reason}", refused=True))
+    return request.model_copy(update=replaced), changes, warnings
 
 
 def _gguf_for(model: ModelSpec) -> tuple[str, int] | None:
@@ -361,6 +398,7 @@ def _vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandid
     s, gpu = c.settings, host.gpu
     defaults = default_batch(gpu, s.version)
     args, env = _vllm_args(s, c.backends, defaults, cpu=gpu is None)
+    args += _switch_flags(request, model)
     for issue in c.issues:
         env.update(issue.applied_env)
     if request.vocab_dir:
@@ -375,6 +413,9 @@ def _vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandid
     if gpu and gpu.unified_memory:
         warnings.append("unified memory: --gpu-memory-utilization is not a hard cap here (vllm#46307); the plan "
                         f"uses {s.gpu_memory_utilization:g} and keeps the OS headroom")
+    if request.quantization and request.quantization != model.quantization:
+        warnings.append(f"--quantization {request.quantization} differs from the checkpoint's {model.quantization}: "
+                        "the memory plan assumes the checkpoint's")
     if not s.tool_calling and request.tool_calling:
         warnings.append(f"vLLM {s.version} has no openai tool parser: tool calls will not be parsed")
     verdict = "fits with changes" if changes else "fits"
@@ -470,8 +511,8 @@ def make_plan(model: ModelSpec, host: Host, request: PlanRequest, installed_vllm
                    "no GPU: llama.cpp runs on the CPU" if not host.gpus else
                    "Strix Halo (gfx1151): llama.cpp is the stable engine (vLLM issues in the plan's notes)")
             return _llamacpp_full_plan(model, host, request, result, [], [f"engine llama.cpp: {why}"])
-    kv_dtype, kv_changes, kv_warnings = _refuse_kv_dtype(model, host, request, version)
-    chosen, tried = search_vllm(model, host, request, version, kv_dtype)
+    request, kv_changes, kv_warnings = _refuse_requested(model, host, request, version)
+    chosen, tried = search_vllm(model, host, request, version, request.kv_cache_dtype)
     minimum = versions.vllm_facts()["min_gpt_oss"]
     if model.is_gpt_oss and not versions.at_least(version, minimum):
         chosen = None

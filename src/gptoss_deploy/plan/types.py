@@ -27,6 +27,12 @@ class PlanRequest(BaseModel):
     kv_cache_memory_bytes: int | None = Field(None, gt=0)
     enforce_eager: bool = False
     tool_calling: bool = True
+    tool_call_parser: str = "openai"
+    async_scheduling: bool | None = Field(None, description="None = the version's default")
+    attention_backend: str | None = Field(None, description="override the planner's attention backend")
+    enable_prefix_caching: bool | None = None
+    enable_chunked_prefill: bool | None = None
+    quantization: str | None = Field(None, description="vLLM --quantization, when it differs from the checkpoint's")
     offline: bool = False
     vocab_dir: str | None = None
     force: bool = False
@@ -39,6 +45,7 @@ class Change(BaseModel):
     requested: str
     planned: str
     reason: str
+    refused: bool = Field(False, description="a known issue refused the requested value (kept with --force)")
 
 
 class IssueHit(BaseModel):
@@ -52,6 +59,7 @@ class IssueHit(BaseModel):
     source: str
     applied_env: dict[str, str] = Field(default_factory=dict)
     defaults: dict[str, float | int] = Field(default_factory=dict, description="settings used unless the user set them")
+    conditions: list[str] = Field(default_factory=list, description="the settings the rule tests (its `when` keys)")
 
 
 class Explain(BaseModel):
@@ -111,6 +119,7 @@ class VllmSettings(BaseModel):
     enforce_eager: bool
     async_scheduling: bool
     tool_calling: bool
+    tool_call_parser: str = "openai"
     kv_cache_memory_bytes: int | None = None
 
 

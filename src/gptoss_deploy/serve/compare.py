@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from gptoss_deploy.hardware.types import GIB
+from gptoss_deploy.hardware.types import GIB, MIB
 from gptoss_deploy.plan.types import Plan
 from gptoss_deploy.serve.logparse import LogState
 
@@ -45,7 +45,9 @@ def _exact(quantity: str, planned: str, actual: str | None) -> Comparison:
 
 
 def compare(plan: Plan, log: LogState) -> list[Comparison]:
-    """Rows for every quantity the plan predicted and the log can show (vLLM plans)."""
+    """Rows for every quantity the plan predicted and the log can show."""
+    if plan.llamacpp is not None:
+        return _compare_llamacpp(plan, log)
     facts = log.facts
     if plan.vllm is None or plan.memory is None or plan.kv is None:
         return []
@@ -60,3 +62,18 @@ def compare(plan: Plan, log: LogState) -> list[Comparison]:
         _numeric("max concurrency (x)", plan.kv.max_concurrency, facts.get("max_concurrency"), "{:.2f}"),
     ]
     return rows
+
+
+def _compare_llamacpp(plan: Plan, log: LogState) -> list[Comparison]:
+    """llama-server's buffer sizes (logged at verbosity 4) and slot layout against the plan."""
+    settings, facts = plan.llamacpp, log.facts
+    assert settings is not None
+    slot_ctx = settings.n_ctx // max(settings.n_parallel, 1)
+    return [
+        _exact("slots (-np)", str(settings.n_parallel), facts.get("n_slots")),
+        _exact("context per slot", str(slot_ctx), facts.get("n_ctx_slot")),
+        _numeric("model buffers (MiB)", settings.model_bytes / MIB, facts.get("weights_mib"), "{:.2f}"),
+        _numeric("KV cache, full + SWA (MiB)", (settings.kv_bytes + settings.swa_bytes) / MIB, facts.get("kv_mib"),
+                 "{:.2f}"),
+        _numeric("compute buffers (MiB)", settings.compute_bytes / MIB, facts.get("compute_mib"), "{:.2f}"),
+    ]

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gptoss_deploy.util import is_number
+
 
 class Phase(StrEnum):
     """Startup phases in the order an engine goes through them."""
@@ -35,10 +37,54 @@ class Pattern:
     regex: re.Pattern[str]
     phase: Phase | None = None
     failure: str | None = None
+    accumulate: bool = False  # numeric facts add up over matching lines (buffers on several devices)
 
 
-def _p(engine: str, regex: str, phase: Phase | None = None, failure: str | None = None) -> Pattern:
-    return Pattern(engine, re.compile(regex), phase, failure)
+@dataclass(frozen=True)
+class Failure:
+    """A startup failure class: what happened and what to do; {fact} fields come from the log."""
+
+    what: str
+    hint: str
+
+
+FAILURES: dict[str, Failure] = {
+    "kv_too_small": Failure("the KV cache cannot hold one request of max_model_len",
+                            "use --max-model-len {estimated_max_len} (the longest vLLM says fits), or a higher "
+                            "--gpu-memory-utilization / lower --max-num-batched-tokens, or more tensor parallelism"),
+    "no_kv_memory": Failure("no memory is left for the KV cache after the weights and activations",
+                            "raise --gpu-memory-utilization, lower --max-num-batched-tokens, or use more GPUs (TP)"),
+    "oom": Failure("the engine ran out of memory while starting",
+                   "lower --max-num-batched-tokens or --gpu-memory-utilization, free the GPU, or use more GPUs (TP)"),
+    "memory_busy": Failure("other processes hold GPU memory that vLLM's utilization target needs",
+                           "stop them (nvidia-smi shows which), or lower --gpu-memory-utilization"),
+    "sinks_unsupported": Failure("the attention backend cannot run gpt-oss attention sinks on this GPU",
+                                 "leave the attention backend to the plan (unset VLLM_ATTENTION_BACKEND_OVERRIDE)"),
+    "tool_parser": Failure("this vLLM has no 'openai' tool-call parser (it arrived in 0.10.2)",
+                           "upgrade vLLM, or serve with --no-tools"),
+    "unsupported_arch": Failure("this vLLM does not support the model's architecture {unsupported_arch}",
+                                "upgrade vLLM (gpt-oss needs >= 0.10.1); never add --trust-remote-code for an "
+                                "unknown repository"),
+    "harmony_vocab": Failure("the harmony tokenizer vocab (o200k_base) could not be downloaded",
+                             "run `gptoss vocab install` and set TIKTOKEN_ENCODINGS_BASE to its folder"),
+    "port_in_use": Failure("the port is already in use", "pick another --port, or stop what listens there"),
+    "model_missing": Failure("the model files could not be found or opened",
+                             "check --model (a directory with config.json, a .gguf file, or a Hub id) and HF_TOKEN "
+                             "for gated repositories"),
+    "engine_core": Failure("vLLM's engine core failed to start", "read the log lines above the failure"),
+}
+
+
+def describe_failure(failure: str, facts: dict[str, str]) -> tuple[str, str]:
+    """(what happened, what to do) for a failure class, with the log's facts filled in."""
+    known = FAILURES.get(failure, Failure(failure, "read the engine log"))
+    values = {"estimated_max_len": "N", "unsupported_arch": "?"} | facts
+    return known.what.format(**values), known.hint.format(**values)
+
+
+def _p(engine: str, regex: str, phase: Phase | None = None, failure: str | None = None,
+       accumulate: bool = False) -> Pattern:
+    return Pattern(engine, re.compile(regex), phase, failure, accumulate)
 
 
 PATTERNS: tuple[Pattern, ...] = (
@@ -65,24 +111,35 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("vllm", r"Graph capturing finished in (?P<graph_capture_s>\d+) secs, took (?P<graph_gib>[\d.]+) GiB"),
     _p("vllm", r"Starting vLLM API server|Available routes are", Phase.API),
     _p("vllm", r"Application startup complete", Phase.READY),
-    _p("vllm", r"To serve at least one request with the model's max seq len", Phase.FAILED,
-       "kv_too_small: the KV cache cannot hold one max_model_len request"),
-    _p("vllm", r"(?:CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError)", Phase.FAILED, "oom: out of GPU memory"),
-    _p("vllm", r"Free memory on device .* is less than desired GPU memory utilization", Phase.FAILED,
-       "memory_busy: other processes hold GPU memory"),
+    _p("vllm", r"estimated maximum model length is (?P<estimated_max_len>\d+)"),
+    _p("vllm", r"To serve at least one request with the model's max seq len", Phase.FAILED, "kv_too_small"),
+    _p("vllm", r"No available memory for the cache blocks", Phase.FAILED, "no_kv_memory"),
+    _p("vllm", r"(?:CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError)", Phase.FAILED, "oom"),
+    _p("vllm", r"Free memory on device .* is less than desired GPU memory utilization", Phase.FAILED, "memory_busy"),
     _p("vllm", r"Sinks are only supported in FlashAttention 3|sink setting not supported", Phase.FAILED,
-       "sinks_unsupported: the attention backend cannot run gpt-oss sinks"),
-    _p("vllm", r"invalid tool call parser", Phase.FAILED, "tool_parser: this vLLM has no openai tool parser (< 0.10.2)"),
-    _p("vllm", r"EngineCore failed to start|Engine core initialization failed", Phase.FAILED, "engine_core: see the log"),
+       "sinks_unsupported"),
+    _p("vllm", r"invalid tool call parser", Phase.FAILED, "tool_parser"),
+    _p("vllm", r"Model architectures \[?'?(?P<unsupported_arch>[\w]+)'?\]? are not supported|trust_remote_code=True",
+       Phase.FAILED, "unsupported_arch"),
+    _p("vllm", r"error downloading or loading vocab file", Phase.FAILED, "harmony_vocab"),
+    _p("vllm", r"\[Errno 98\]|Address already in use(?!\. Retrying)", Phase.FAILED, "port_in_use"),
+    _p("vllm", r"does not appear to have a file named|is not a valid model identifier|Repository Not Found|"
+               r"Invalid repository ID or local directory", Phase.FAILED, "model_missing"),
+    _p("vllm", r"EngineCore failed to start|Engine core initialization failed", Phase.FAILED, "engine_core"),
     _p("llamacpp", r"llama_server: initializing|main: build = ", Phase.STARTING),
     _p("llamacpp", r"load_model: loading model '(?P<model_path>[^']+)'", Phase.WEIGHTS),
-    _p("llamacpp", r"load_tensors: .*?(?P<device_buffer>\w+) model buffer size =\s+(?P<weights_mib>[\d.]+) MiB"),
-    _p("llamacpp", r"llama_kv_cache.*?size =\s+(?P<kv_mib>[\d.]+) MiB", Phase.KV_CACHE),
+    _p("llamacpp", r"load_tensors:\s+(?P<weights_device>\S+) model buffer size =\s+(?P<weights_mib>[\d.]+) MiB",
+       accumulate=True),
+    _p("llamacpp", r"llama_kv_cache: size =\s+(?P<kv_mib>[\d.]+) MiB \(\s*(?P<kv_cells>\d+) cells", Phase.KV_CACHE,
+       accumulate=True),
+    _p("llamacpp", r"(?P<compute_device>\S+) compute buffer size =\s+(?P<compute_mib>[\d.]+) MiB", accumulate=True),
     _p("llamacpp", r"n_slots = (?P<n_slots>\d+), n_ctx_slot = (?P<n_ctx_slot>\d+)", Phase.KV_CACHE),
     _p("llamacpp", r"model loaded", Phase.API),
     _p("llamacpp", r"listening on http|server is listening on", Phase.READY),
-    _p("llamacpp", r"failed to load model|error loading model", Phase.FAILED, "load: llama.cpp could not load the model"),
-    _p("llamacpp", r"(?:cudaMalloc failed|out of memory|failed to allocate)", Phase.FAILED, "oom: out of memory"),
+    _p("llamacpp", r"couldn't bind HTTP server socket", Phase.FAILED, "port_in_use"),
+    _p("llamacpp", r"failed to open GGUF file|gguf_init_from_file: failed|failed to load model|error loading model",
+       Phase.FAILED, "model_missing"),
+    _p("llamacpp", r"(?:cudaMalloc failed|out of memory|failed to allocate)", Phase.FAILED, "oom"),
 )
 
 
@@ -110,7 +167,12 @@ class LogState:
             match = pattern.regex.search(text)
             if not match:
                 continue
-            self.facts.update({k: v for k, v in match.groupdict().items() if v is not None})
+            for key, value in match.groupdict().items():
+                if value is None:
+                    continue
+                if pattern.accumulate and key in self.facts and is_number(value):
+                    value = f"{float(self.facts[key]) + float(value):.2f}"
+                self.facts[key] = value
             if pattern.failure and self.failure is None:
                 self.failure = pattern.failure
             if pattern.phase is not None and pattern.phase != self.phase and self.phase is not Phase.FAILED:
