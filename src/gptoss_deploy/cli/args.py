@@ -35,3 +35,19 @@ def fraction(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1]: it is a fraction of GPU memory, e.g. 0.9")
     return value
+
+
+def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
+    """Engine settings shared by `plan` and `serve` (None = not given: the planner, env or config decides)."""
+    knobs = parser.add_argument_group("engine settings (default: the planner chooses)")
+    knobs.add_argument("--engine", choices=["auto", "vllm", "llamacpp"])
+    knobs.add_argument("--max-model-len", type=positive_int, help="context length per request")
+    knobs.add_argument("--tensor-parallel-size", "--tp", type=positive_int)
+    knobs.add_argument("--gpu-memory-utilization", type=fraction, help="fraction in (0, 1]")
+    knobs.add_argument("--max-num-batched-tokens", type=positive_int)
+    knobs.add_argument("--max-num-seqs", type=positive_int)
+    knobs.add_argument("--kv-cache-dtype", choices=["auto", "fp8"])
+    knobs.add_argument("--kv-cache-memory-bytes", type=positive_int, help="KV budget per GPU, bypassing util")
+    knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
+    knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
+    knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")

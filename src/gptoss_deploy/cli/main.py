@@ -8,9 +8,9 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from gptoss_deploy import __version__
-from gptoss_deploy.cli import demo_cmd, hardware_cmd, plan_cmd, vocab_cmd
+from gptoss_deploy.cli import demo_cmd, hardware_cmd, plan_cmd, serve_cmd, vocab_cmd
 
-COMMANDS = (plan_cmd, hardware_cmd, vocab_cmd, demo_cmd)
+COMMANDS = (plan_cmd, serve_cmd, hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 
@@ -56,7 +56,16 @@ def _report(exc: BaseException, as_json: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `gptoss`; returns the exit code (0 ok, 1 failure, 2 bad input)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:  # everything after `--` goes to the engine unchanged (gptoss serve ... -- --dtype bfloat16)
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
     args = parser.parse_args(argv)
+    if extra:
+        if not hasattr(args, "extra_engine_args"):
+            parser.error("arguments after `--` are only for `gptoss serve`")
+        args.extra_engine_args = extra
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from gptoss_deploy.cli.args import fraction, positive_float, positive_int
+from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int
 
 if TYPE_CHECKING:
     from gptoss_deploy.hardware.types import Host
@@ -35,20 +35,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     where.add_argument("--gpus", type=positive_int, default=None, help="number of GPUs with --gpu (default 1)")
     where.add_argument("--gpu-memory-gib", type=positive_float, help="override the memory of each GPU, GiB")
     where.add_argument("--ram-gib", type=positive_float, help="host RAM, GiB (for CPU-offloaded experts)")
-    knobs = p.add_argument_group("engine settings (default: the planner chooses)")
-    knobs.add_argument("--engine", choices=["auto", "vllm", "llamacpp"], default="auto")
-    knobs.add_argument("--vllm-version", help="plan for this vLLM release (default: installed, else the newest known)")
-    knobs.add_argument("--max-model-len", type=positive_int, help="context length per request")
-    knobs.add_argument("--tensor-parallel-size", "--tp", type=positive_int, dest="tp")
-    knobs.add_argument("--gpu-memory-utilization", type=fraction, dest="util", help="fraction in (0, 1]")
-    knobs.add_argument("--max-num-batched-tokens", type=positive_int, dest="mnbt")
-    knobs.add_argument("--max-num-seqs", type=positive_int)
-    knobs.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto")
-    knobs.add_argument("--kv-cache-memory-bytes", type=positive_int, help="KV budget per GPU, bypassing util")
-    knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
-    knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
-    knobs.add_argument("--offline", action="store_true", help="plan for a host without internet (harmony vocab)")
-    knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")
+    add_engine_knobs(p)
+    p.add_argument("--vllm-version", help="plan for this vLLM release (default: installed, else the newest known)")
+    p.add_argument("--offline", action="store_true", help="plan for a host without internet (harmony vocab)")
     p.add_argument("--explain", action="store_true", help="show every formula with its inputs")
     p.set_defaults(handler=run)
 
@@ -102,11 +91,11 @@ def build_plan(args: argparse.Namespace) -> Plan:
     model = resolve_model(args.model)
     host = resolve_host(args)
     request = PlanRequest(
-        engine=args.engine, vllm_version=args.vllm_version, max_model_len=args.max_model_len,
-        tensor_parallel_size=args.tp, gpu_memory_utilization=args.util, max_num_batched_tokens=args.mnbt,
-        max_num_seqs=args.max_num_seqs, kv_cache_dtype=args.kv_cache_dtype,
-        kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
-        tool_calling=not args.no_tools, offline=args.offline or hub_offline(),
+        engine=args.engine or "auto", vllm_version=args.vllm_version, max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
+        kv_cache_dtype=args.kv_cache_dtype or "auto", kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+        enforce_eager=args.enforce_eager, tool_calling=not args.no_tools, offline=args.offline or hub_offline(),
         vocab_dir=os.environ.get("TIKTOKEN_ENCODINGS_BASE"), force=args.force,
     )
     return make_plan(model, host, request, installed_vllm=installed_vllm_version())

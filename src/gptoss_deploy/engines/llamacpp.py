@@ -12,7 +12,8 @@ from gptoss_deploy.errors import EngineError, InputError
 from gptoss_deploy.plan.types import Plan
 
 SHORT_FORMS = {"-fa": "--flash-attn", "-c": "--ctx-size", "-np": "--parallel", "-ngl": "--n-gpu-layers",
-               "-m": "--model", "-hf": "--hf-repo", "-ot": "--override-tensor", "-a": "--alias"}
+               "-m": "--model", "-hf": "--hf-repo", "-ot": "--override-tensor", "-a": "--alias",
+               "-lv": "--log-verbosity"}
 
 
 def launch(plan: Plan, endpoint: Endpoint, binary: str = "llama-server", model_path: str | None = None,
@@ -25,7 +26,9 @@ def launch(plan: Plan, endpoint: Endpoint, binary: str = "llama-server", model_p
     args = list(plan.engine_args)
     if model_path:
         args[:2] = ["-m", model_path]  # the plan's args start with the model: -m FILE or -hf REPO
-    argv = [binary, *args, "--alias", endpoint.served_name, "--host", endpoint.host, "--port", str(endpoint.port)]
+    # Verbosity 4 logs the model/KV/compute buffer sizes that plan-vs-actual reads (not prompts).
+    argv = [binary, *args, "--alias", endpoint.served_name, "--host", endpoint.host, "--port", str(endpoint.port),
+            "-lv", "4"]
     files = []
     if endpoint.api_key:
         key_file = write_key_file(endpoint.api_key, key_dir)
@@ -84,6 +87,8 @@ def adapt(launch: Launch, info: EngineInfo) -> tuple[Launch, list[str]]:
                              + ("-fa" if item[1] == "on" else "left out"))
                 item = ["-fa"] if item[1] == "on" else []
             kept += item
+        elif flag in ("--model", "--hf-repo", "--port", "--host"):
+            raise EngineError(f"llama-server {name} does not know {item[0]}", hint="use a current llama.cpp build")
         elif flag == "--api-key-file":
             raise EngineError(f"llama-server {name} has no --api-key-file, and the key must not go on the command line",
                               hint="use a newer llama.cpp build, or serve on 127.0.0.1 without a key")

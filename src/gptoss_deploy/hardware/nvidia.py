@@ -91,3 +91,22 @@ def gpu_from_nvml(device: NvmlReading, root: Path = Path("/")) -> Gpu:
         bandwidth_gbs=known.bandwidth_gbs if known else None, unified_memory=unified,
         consumer=known.consumer if known else "geforce" in device.name.lower(), memory_source=source,
     )
+
+
+def memory_used_bytes() -> int | None:
+    """GPU memory in use on all NVIDIA devices (for startup progress); None without NVML or where unsupported."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except (ImportError, Exception):  # pynvml.NVMLError, or no driver library at all
+        return None
+    try:
+        used = 0
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            used += int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).used)
+        return used
+    except pynvml.NVMLError:
+        return None
+    finally:
+        pynvml.nvmlShutdown()

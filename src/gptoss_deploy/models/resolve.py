@@ -93,6 +93,10 @@ def resolve_model(name: str) -> ModelSpec:
     if path.exists():
         raise ModelConfigError(f"{path} is a file but not a .gguf",
                                hint="pass a model directory (with config.json) or a .gguf file")
+    if name.startswith(("/", "./", "../", "~")):
+        raise ModelConfigError(f"model path {path} does not exist",
+                               hint="check the path (a directory with config.json, or a .gguf file), or pass a "
+                                    "catalog id such as gpt-oss-20b")
     spec = catalog.lookup(name)
     if spec is not None:
         return spec

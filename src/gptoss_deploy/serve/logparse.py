@@ -104,6 +104,7 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("vllm", r"Initial profiling/warmup run took", Phase.PROFILE),
     _p("vllm", r"Estimated CUDA graph memory: (?P<cudagraph_estimate_gib>[\d.]+) GiB"),
     _p("vllm", r"Available KV cache memory: (?P<kv_gib>-?[\d.]+) GiB", Phase.KV_CACHE),
+    _p("vllm", r"Explicitly set \((?P<kv_gib>[\d.]+)/[\d.]+\) GiB for KV cache", Phase.KV_CACHE),
     _p("vllm", r"(?P<device>GPU|CPU|XPU|TPU) KV cache size: (?P<kv_tokens>[\d,]+) tokens", Phase.KV_CACHE),
     _p("vllm", r"Maximum concurrency for (?P<concurrency_len>[\d,]+) tokens per request: (?P<max_concurrency>[\d.]+)x"),
     _p("vllm", r"Capturing CUDA graphs \([^)]*\):\s+\d+%\|[^|]*\| (?P<graphs_done>\d+)/(?P<graphs_total>\d+)",

@@ -1,0 +1,191 @@
+"""`gptoss serve`: plan for this host, launch vLLM or llama-server, supervise it until stopped."""
+
+from __future__ import annotations
+
+import argparse
+
+from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int
+
+EXAMPLES = """examples:
+  gptoss serve --model gpt-oss-20b                       # plan for this host, serve on 127.0.0.1:8000
+  gptoss serve --model gpt-oss-120b --dry-run            # print the exact argv and env (secrets masked)
+  API_KEY=... gptoss serve --host 0.0.0.0 --watchdog     # public: a key is required; canary + restarts
+  MODEL=./gpt-oss-20b-mxfp4.gguf PORT=9000 gptoss serve  # the seed image's environment contract
+  gptoss serve --model ./tiny -- --dtype bfloat16        # extra engine flags after --
+
+settings: flag > environment (MODEL, MAX_MODEL_LEN, TENSOR_PARALLEL_SIZE, GPU_MEMORY_UTILIZATION, QUANTIZATION,
+KV_CACHE_DTYPE, MAX_NUM_SEQS, MAX_NUM_BATCHED_TOKENS, ASYNC_SCHEDULING, ENABLE_PREFIX_CACHING,
+ENABLE_CHUNKED_PREFILL, ENABLE_AUTO_TOOL_CHOICE, TOOL_CALL_PARSER, HOST, PORT, API_KEY, LOG_LEVEL,
+SHOW_LOADING_PROGRESS, VLLM_ATTENTION_BACKEND_OVERRIDE, SERVED_MODEL_NAME, ENGINE) > --config FILE > default.
+HF_TOKEN / HUGGING_FACE_HUB_TOKEN are passed to the engine through its environment, never logged.
+"""
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `serve`."""
+    p = commands.add_parser("serve", parents=[common], help="launch and supervise vLLM or llama-server",
+                            description="Plan for this host, launch the engine in its own process group with a "
+                                        "phase-aware progress display, wait until the model answers, compare what "
+                                        "the engine logged with the plan, and supervise it until Ctrl-C/SIGTERM.",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", help="catalog id, Hub id, model directory or .gguf file (env MODEL)")
+    add_engine_knobs(p)
+    net = p.add_argument_group("endpoint")
+    net.add_argument("--host", help="address to bind (env HOST; default 127.0.0.1)")
+    net.add_argument("--port", type=positive_int, help="port (env PORT; default 8000)")
+    net.add_argument("--served-model-name", help="the model name clients send (default: --model)")
+    net.add_argument("--api-key-file", help="file holding the API key (or env API_KEY); required off loopback")
+    sup = p.add_argument_group("supervision")
+    sup.add_argument("--log-file", help="engine log (default: ~/.cache/gptoss-deploy/logs/serve-<port>.log)")
+    sup.add_argument("--ready-timeout", type=positive_float, help="seconds to become ready (default: by model size)")
+    sup.add_argument("--stall-timeout", type=positive_float, default=600.0,
+                     help="a hang: no log progress for this many seconds during startup (default 600)")
+    sup.add_argument("--stop-grace", type=positive_float, default=30.0, help="SIGTERM -> SIGKILL grace (s)")
+    sup.add_argument("--watchdog", action="store_true", help="1-token canary every interval; restart on failure")
+    sup.add_argument("--canary-interval", type=positive_float, default=30.0)
+    sup.add_argument("--canary-timeout", type=positive_float, default=20.0)
+    sup.add_argument("--max-restarts", type=positive_int, default=5, help="within --restart-window, then give up")
+    sup.add_argument("--restart-window", type=positive_float, default=900.0)
+    sup.add_argument("--no-progress", action="store_true", help="no progress display (env SHOW_LOADING_PROGRESS=0)")
+    where = p.add_argument_group("engines")
+    where.add_argument("--vllm-python", help="Python interpreter with vLLM installed (default: this one)")
+    where.add_argument("--llama-server", help="llama-server binary (default: from PATH)")
+    p.add_argument("--config", help="YAML file of settings (also env GPTOSS_CONFIG)")
+    p.add_argument("--dry-run", action="store_true", help="print the engine argv and env, start nothing")
+    p.set_defaults(handler=run, extra_engine_args=[])
+
+
+def _read_key_file(path: str) -> str:
+    from gptoss_deploy.errors import InputError
+
+    try:
+        lines = [line.strip() for line in open(path, encoding="utf-8") if line.strip() and not line.startswith("#")]
+    except OSError as exc:
+        raise InputError(f"cannot read API key file {path}: {exc.strerror}", hint="check the path and permissions") from None
+    if len(lines) != 1:
+        raise InputError(f"API key file {path} must hold exactly one key (found {len(lines)} lines)",
+                         hint="write the key alone on one line")
+    return lines[0]
+
+
+def settings_from(args: argparse.Namespace):  # noqa: ANN201 - ServeSettings, imported lazily
+    """Flags + environment + config file -> ServeSettings."""
+    import os
+    from pathlib import Path
+
+    from gptoss_deploy.serve.config import resolve_settings
+
+    flags = {
+        "model": args.model, "engine": args.engine, "max_model_len": args.max_model_len,
+        "tensor_parallel_size": args.tensor_parallel_size, "gpu_memory_utilization": args.gpu_memory_utilization,
+        "kv_cache_dtype": args.kv_cache_dtype, "max_num_seqs": args.max_num_seqs,
+        "max_num_batched_tokens": args.max_num_batched_tokens, "host": args.host, "port": args.port,
+        "served_model_name": args.served_model_name, "enable_auto_tool_choice": False if args.no_tools else None,
+        "show_loading_progress": False if args.no_progress else None,
+        "api_key": _read_key_file(args.api_key_file) if args.api_key_file else None,
+    }
+    config = args.config or os.environ.get("GPTOSS_CONFIG")
+    return resolve_settings(flags, os.environ, Path(config) if config else None)
+
+
+def _dry_run(args: argparse.Namespace, prepared) -> int:  # noqa: ANN001
+    from gptoss_deploy.cli.output import emit_json, message
+
+    launch = prepared.launch
+    payload = {"engine": launch.engine, "argv": launch.argv, "env": launch.masked_env(),
+               "engine_version": prepared.engine_info.version if prepared.engine_info else None,
+               "notes": prepared.notes, "endpoint": prepared.endpoint.base_url + "/v1",
+               "served_model_name": prepared.endpoint.served_name}
+    if args.json:
+        emit_json(payload)
+    else:
+        print(launch.describe())
+        for note in prepared.notes:
+            message(f"note: {note}")
+    return 0
+
+
+def _print_ready(args: argparse.Namespace, supervisor, report) -> None:  # noqa: ANN001
+    from gptoss_deploy.cli.output import console, emit_json, message
+
+    if args.json:
+        emit_json(report)
+    else:
+        print(f"endpoint: {report.base_url}/v1  model: {report.served_model_name}", flush=True)
+    message(f"[serve] ready in {report.ready_seconds:.0f} s; log {report.log}")
+    for phase in report.phases:
+        message(f"  {phase.started_s:8.1f} s  {phase.phase}")
+    if report.plan_vs_actual:
+        from rich.table import Table
+
+        table = Table(title="plan vs actual", title_justify="left")
+        for column in ("quantity", "planned", "actual", "diff", "status"):
+            table.add_column(column)
+        for row in report.plan_vs_actual:
+            diff = f"{row.relative_difference:+.2%}" if row.relative_difference is not None else ""
+            table.add_row(row.quantity, row.planned, row.actual, diff, row.status)
+        console(stderr=True).print(table)
+        message(f"[serve] saved {supervisor.report_path()}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`gptoss serve`: 0 after a clean stop, 1 when the engine failed or restarts ran out, 2 on bad input."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    from gptoss_deploy.cli.output import message
+    from gptoss_deploy.serve.progress import StartupProgress
+    from gptoss_deploy.serve.service import ServeInputs, prepare, require_port_free
+    from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor, ready_timeout_for
+    from gptoss_deploy.vocab import cache_root
+
+    if args.canary_timeout > args.canary_interval:
+        from gptoss_deploy.errors import InputError
+
+        raise InputError("--canary-timeout must not exceed --canary-interval",
+                         hint="a wedge is then caught within two intervals")
+    settings = settings_from(args)
+    inputs = ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
+                         extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+                         enforce_eager=args.enforce_eager, force=args.force, probe_engines=True)
+    prepared = prepare(settings, inputs)
+    if args.dry_run:
+        for path in prepared.launch.files:  # the key file is not needed when nothing starts
+            Path(path).unlink(missing_ok=True)
+        return _dry_run(args, prepared)
+    require_port_free(settings.host, settings.port)
+    for note in prepared.notes:
+        message(f"note: {note}")
+    log_path = Path(args.log_file) if args.log_file else cache_root() / "logs" / f"serve-{settings.port}.log"
+    options = SuperviseOptions(
+        ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
+        stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
+        canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout,
+        max_restarts=args.max_restarts, restart_window_s=args.restart_window)
+    stop = threading.Event()
+    # Explicit handlers: a process started in the background may inherit SIGINT as ignored; SIGTERM is
+    # how Docker, systemd and Kubernetes stop us.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
+                            StartupProgress(enabled=settings.show_loading_progress), stop, prepared.notes,
+                            prepared.download_probe)
+    message(f"[serve] {prepared.launch.engine} {prepared.engine_info.version if prepared.engine_info else ''}: "
+            f"{prepared.plan.model} as {prepared.endpoint.served_name}; log {log_path}")
+    try:
+        report = supervisor.start()
+        _print_ready(args, supervisor, report)
+        code = supervisor.serve()
+    except KeyboardInterrupt:
+        message("[serve] interrupted; the engine was stopped")
+        code = 130
+    finally:
+        left = supervisor.stop()
+        for path in prepared.launch.files:
+            Path(path).unlink(missing_ok=True)
+    if left:
+        message(f"[serve] processes still alive after stop: {left}")
+        return 1
+    message("[serve] stopped")
+    return code

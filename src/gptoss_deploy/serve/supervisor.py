@@ -1,0 +1,328 @@
+"""Supervise an engine: start, follow its phases to readiness, classify failures, watchdog, restart, stop.
+
+Readiness is /health 200 *and* /v1/models listing the served name (with the key). A wedged engine keeps
+/health green (shared/reference/reliability.md §1), so the watchdog sends a 1-token canary every interval and
+restarts the engine, with exponential backoff, when the canary fails or the engine exits; it gives up after
+`max_restarts` restarts within `restart_window_s`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel, Field
+
+from gptoss_deploy.engines import SECRET_ENV, Endpoint, Launch
+from gptoss_deploy.errors import EngineError
+from gptoss_deploy.plan.types import Plan
+from gptoss_deploy.serve.compare import Comparison, compare
+from gptoss_deploy.serve.logparse import Phase, describe_failure
+from gptoss_deploy.serve.notify import notify
+from gptoss_deploy.serve.process import EngineProcess, LogSink
+from gptoss_deploy.serve.progress import Snapshot, StartupProgress
+
+REPORT_SCHEMA_VERSION = 1
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 60.0
+RESTART_STOP_GRACE_S = 5.0  # an engine being restarted is already considered broken
+
+
+@dataclass
+class SuperviseOptions:
+    """Timeouts and watchdog settings."""
+
+    ready_timeout_s: float = 1800.0
+    stall_timeout_s: float = 600.0
+    stop_grace_s: float = 30.0
+    failure_grace_s: float = 20.0
+    watchdog: bool = False
+    canary_interval_s: float = 30.0
+    canary_timeout_s: float = 20.0
+    max_restarts: int = 5
+    restart_window_s: float = 900.0
+
+
+def ready_timeout_for(checkpoint_bytes: int | None) -> float:
+    """Startup deadline scaled to the model: 10 min plus 30 s per GiB of checkpoint (download and load)."""
+    return 600.0 + 30.0 * (checkpoint_bytes or 0) / 2**30
+
+
+class PhaseTime(BaseModel):
+    """When a phase began, seconds after the engine started."""
+
+    phase: str
+    started_s: float
+
+
+class ServeReport(BaseModel):
+    """What one supervised start did, written as JSON next to the log."""
+
+    schema_version: int = REPORT_SCHEMA_VERSION
+    engine: str
+    model: str
+    served_model_name: str
+    base_url: str
+    log: str
+    ready: bool
+    ready_seconds: float | None = None
+    phases: list[PhaseTime] = Field(default_factory=list)
+    facts: dict[str, str] = Field(default_factory=dict)
+    plan_vs_actual: list[Comparison] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    restarts: int = 0
+    failure: str | None = None
+
+
+def check_ready(endpoint: Endpoint, timeout_s: float = 3.0) -> bool:
+    """/health answers 200 and /v1/models lists the served name."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    try:
+        if httpx.get(f"{endpoint.base_url}/health", timeout=timeout_s).status_code != 200:
+            return False
+        models = httpx.get(f"{endpoint.base_url}/v1/models", headers=headers, timeout=timeout_s)
+        return models.status_code == 200 and any(m.get("id") == endpoint.served_name
+                                                 for m in models.json().get("data", []))
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def canary(endpoint: Endpoint, timeout_s: float) -> str | None:
+    """One 1-token completion; None when it answered, else why not."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    body = {"model": endpoint.served_name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
+    try:
+        reply = httpx.post(f"{endpoint.base_url}/v1/completions", json=body, headers=headers, timeout=timeout_s)
+    except httpx.TimeoutException:
+        return f"no answer within {timeout_s:g} s"
+    except httpx.HTTPError as exc:
+        return f"request failed: {type(exc).__name__}"
+    if reply.status_code != 200:
+        return f"HTTP {reply.status_code}"
+    try:
+        if not reply.json().get("choices"):
+            return "no choices in the answer"
+    except ValueError:
+        return "the answer is not JSON"
+    return None
+
+
+def secrets_of(launch: Launch, endpoint: Endpoint) -> list[str]:
+    """Values that must never reach the log: the API key and HF tokens (from the launch or our environment)."""
+    import os
+
+    values = [endpoint.api_key or ""] + [launch.env.get(k, "") or os.environ.get(k, "") for k in SECRET_ENV]
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def uses_gpu(plan: Plan) -> bool:
+    """True when the plan puts work on a GPU (worth reading GPU memory during startup)."""
+    if plan.vllm is not None:
+        return plan.vllm.attention_backend != "CPU_ATTN"
+    return plan.llamacpp is not None and plan.llamacpp.n_gpu_layers > 0
+
+
+class Supervisor:
+    """Runs one engine launch under supervision (see the module docstring)."""
+
+    def __init__(self, launch: Launch, plan: Plan, endpoint: Endpoint, log_path: Path,
+                 options: SuperviseOptions | None = None, progress: StartupProgress | None = None,
+                 stop_event: threading.Event | None = None, notes: list[str] | None = None,
+                 download_probe=None) -> None:
+        self.launch = launch
+        self.plan = plan
+        self.endpoint = endpoint
+        self.options = options or SuperviseOptions()
+        self.progress = progress or StartupProgress(enabled=False)
+        self.stop_event = stop_event or threading.Event()
+        self.sink = LogSink(log_path, secrets_of(launch, endpoint))
+        self._on_gpu = uses_gpu(plan)
+        self._gpu_used: tuple[float, int | None] = (0.0, None)
+        self.notes = list(notes or [])
+        self.download_probe = download_probe  # () -> (bytes so far, expected total or None), or None
+        self.engine: EngineProcess | None = None
+        self.restarts: list[float] = []
+        self.report: ServeReport | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """The serve log."""
+        return self.sink.path
+
+    # -- startup -------------------------------------------------------------------------------------------
+    def start(self) -> ServeReport:
+        """Launch and wait until ready; on failure stop the engine and raise EngineError with the cause."""
+        self.engine = EngineProcess(self.launch, self.sink).start()
+        notify("STATUS=starting " + self.launch.engine)
+        try:
+            self._wait_ready(self.engine)
+        except BaseException:
+            self.engine.stop(self.options.stop_grace_s)
+            self.progress.close()
+            raise
+        self.progress.close()
+        self.report = self._report(self.engine, ready=True)
+        self._save(self.report)
+        notify("READY=1", f"STATUS=serving {self.endpoint.served_name} on {self.endpoint.base_url}")
+        return self.report
+
+    def _snapshot(self, engine: EngineProcess, last_download: list[int]) -> Snapshot:
+        now = time.monotonic()
+        snap = Snapshot(state=engine.state, elapsed_s=now - engine.started, quiet_s=now - engine.last_output)
+        if self.download_probe is not None and engine.state.phase in (Phase.STARTING, Phase.DOWNLOAD):
+            got, total = self.download_probe()
+            if got > last_download[0]:
+                last_download[0] = got
+                engine.last_output = now  # bytes arriving are progress too
+                snap.quiet_s = 0.0
+            snap.downloaded_bytes, snap.download_total_bytes = got, total
+        if self._on_gpu:
+            if now - self._gpu_used[0] >= 2.0:
+                from gptoss_deploy.hardware.nvidia import memory_used_bytes
+
+                self._gpu_used = (now, memory_used_bytes())
+            snap.gpu_used_bytes = self._gpu_used[1]
+        return snap
+
+    def _wait_ready(self, engine: EngineProcess) -> None:
+        options = self.options
+        failure_seen_at: float | None = None
+        last_download = [0]
+        next_check = 0.0
+        while True:
+            if self.stop_event.is_set():
+                self.sink.event("stop requested during startup")
+                raise KeyboardInterrupt
+            snap = self._snapshot(engine, last_download)
+            self.progress.update(snap)
+            code = engine.poll()
+            if code is not None:
+                engine.finish_reading()
+                raise self._startup_error(engine, f"exited with code {code}")
+            state = engine.state
+            if state.failure is not None:
+                failure_seen_at = failure_seen_at or time.monotonic()
+                if time.monotonic() - failure_seen_at > options.failure_grace_s:
+                    raise self._startup_error(engine, "reported a fatal error and did not exit")
+            if snap.quiet_s > options.stall_timeout_s:
+                raise EngineError(
+                    f"{engine.launch.engine} hung: no log progress for {snap.quiet_s:.0f} s while "
+                    f"{state.phase.value} (after {snap.elapsed_s:.0f} s); log {self.log_path}:\n{self.sink.tail(1500)}",
+                    hint=f"a phase slower than --stall-timeout {options.stall_timeout_s:g}? raise it; otherwise see "
+                         "the log (a known hang for this GPU may be in `gptoss plan`'s issues)")
+            if snap.elapsed_s > options.ready_timeout_s:
+                raise EngineError(f"{engine.launch.engine} not ready after {snap.elapsed_s:.0f} s (last phase: "
+                                  f"{state.phase.value}); log {self.log_path}:\n{self.sink.tail(1500)}",
+                                  hint="raise --ready-timeout for slow disks or downloads")
+            now = time.monotonic()
+            if now >= next_check and state.failure is None:
+                next_check = now + 1.0
+                if check_ready(self.endpoint):
+                    if engine.state.phase is not Phase.READY:
+                        engine.state.phase = Phase.READY
+                        engine.phase_times.append((Phase.READY.value, now - engine.started))
+                    return
+            self.stop_event.wait(0.25)
+
+    def _startup_error(self, engine: EngineProcess, what: str) -> EngineError:
+        state = engine.state
+        self.report = self._report(engine, ready=False)
+        self._save(self.report)
+        if state.failure is not None:
+            cause, hint = describe_failure(state.failure, state.facts)
+            self.sink.event(f"startup failed ({state.failure}): {cause}")
+            return EngineError(f"{engine.launch.engine} failed while {self._failed_phase(engine)}: {cause} "
+                               f"[{state.failure}]; log {self.log_path}", hint=hint)
+        return EngineError(f"{engine.launch.engine} {what} while {self._failed_phase(engine)}; log {self.log_path}:\n"
+                           f"{self.sink.tail(1500)}", hint="see the log tail above")
+
+    @staticmethod
+    def _failed_phase(engine: EngineProcess) -> str:
+        seen = [p for p, _ in engine.phase_times if p != Phase.FAILED.value]
+        return seen[-1] if seen else Phase.STARTING.value
+
+    def _report(self, engine: EngineProcess, ready: bool) -> ServeReport:
+        ready_at = next((t for p, t in engine.phase_times if p == Phase.READY.value), None)
+        return ServeReport(engine=engine.launch.engine, model=self.plan.model,
+                           served_model_name=self.endpoint.served_name, base_url=self.endpoint.base_url,
+                           log=str(self.log_path), ready=ready, ready_seconds=round(ready_at, 2) if ready_at else None,
+                           phases=[PhaseTime(phase=p, started_s=round(t, 2)) for p, t in engine.phase_times],
+                           facts=dict(engine.state.facts), plan_vs_actual=compare(self.plan, engine.state),
+                           notes=self.notes, restarts=len(self.restarts), failure=engine.state.failure)
+
+    def report_path(self) -> Path:
+        """Where the plan-vs-actual report goes: beside the log."""
+        return self.log_path.with_suffix(".plan-vs-actual.json")
+
+    def _save(self, report: ServeReport) -> None:
+        path = self.report_path()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(report.model_dump_json(indent=2))
+        tmp.replace(path)
+
+    # -- running -------------------------------------------------------------------------------------------
+    def serve(self) -> int:
+        """Watch the engine until stop is requested: 0 after a clean stop, 1 when restarts were exhausted."""
+        assert self.engine is not None
+        last_canary = time.monotonic()
+        while not self.stop_event.wait(0.5):
+            code = self.engine.poll()
+            reason = None
+            if code is not None:
+                reason = f"the engine exited with code {code}"
+            elif self.options.watchdog and time.monotonic() - last_canary >= self.options.canary_interval_s:
+                last_canary = time.monotonic()
+                failed = canary(self.endpoint, self.options.canary_timeout_s)
+                if failed is None:
+                    notify("WATCHDOG=1")
+                elif not self.stop_event.is_set():
+                    reason = f"canary failed: {failed}"
+            if reason is None:
+                continue
+            if not self.options.watchdog:
+                self._say(f"[serve] {reason}; not restarting (run with --watchdog to restart automatically)")
+                return 1
+            if not self._restart(reason):
+                return 1
+            last_canary = time.monotonic()
+        return 0
+
+    def _say(self, text: str) -> None:
+        self.sink.event(text)
+        self.progress.event(text)
+
+    def _restart(self, reason: str) -> bool:
+        """Restart with backoff until the engine is ready again; False when the restart budget is spent."""
+        while not self.stop_event.is_set():
+            now = time.monotonic()
+            self.restarts = [t for t in self.restarts if now - t < self.options.restart_window_s] + [now]
+            count = len(self.restarts)
+            if count > self.options.max_restarts:
+                self._say(f"[watchdog] {reason}; giving up: {count - 1} restarts within "
+                          f"{self.options.restart_window_s:g} s (log {self.log_path})")
+                notify("STATUS=gave up after repeated engine failures")
+                return False
+            delay = min(BACKOFF_BASE_S * 2 ** (count - 1), BACKOFF_MAX_S)
+            self._say(f"[watchdog] {reason}; restarting ({count}/{self.options.max_restarts}) in {delay:g} s")
+            notify(f"STATUS=restarting: {reason}")
+            assert self.engine is not None
+            self.engine.stop(RESTART_STOP_GRACE_S)
+            if self.stop_event.wait(delay):
+                return True
+            try:
+                self.start()
+                self._say(f"[watchdog] {self.launch.engine} ready again after restart {count}")
+                return True
+            except EngineError as exc:
+                reason = f"restart failed: {exc.message.splitlines()[0]}"
+        return True
+
+    def stop(self) -> list[int]:
+        """Stop the engine (SIGTERM, grace, SIGKILL of its group); returns pids left alive (should be [])."""
+        notify("STOPPING=1")
+        left = self.engine.stop(self.options.stop_grace_s) if self.engine is not None else []
+        self.sink.close()
+        return left
