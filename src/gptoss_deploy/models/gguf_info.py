@@ -1,11 +1,14 @@
-"""GGUF headers through the `gguf` package: architecture, tensor types, sizes and shard sets (no tensor loads)."""
+"""GGUF headers: architecture, tensor types, sizes and shard sets (no tensor loads)."""
 
 from __future__ import annotations
 
+import io
+import math
 import re
+import struct
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, Field
 
@@ -45,23 +48,86 @@ def shard_set(path: Path) -> tuple[list[Path], list[str]]:
     return present, [n for n in names if not (path.parent / n).exists()]
 
 
-def _field_value(field: Any) -> Any:
-    from gguf import GGUFValueType
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
 
-    if not field.types:
-        return None
-    if field.types[0] == GGUFValueType.ARRAY:
-        return len(field.data)  # arrays (token lists) are summarised by their length
-    part = field.parts[field.data[0]]
-    if field.types[0] == GGUFValueType.STRING:
-        return bytes(part).decode("utf-8", errors="replace")
-    return part.tolist()[0] if hasattr(part, "tolist") else part
+
+class _Header:
+    """A GGUF header read field by field from a buffered file (little-endian, GGUF v2/v3)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def unpack(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        data = self.handle.read(size)
+        if len(data) != size:
+            raise ValueError("unexpected end of file in the header")
+        return struct.unpack(fmt, data)[0]
+
+    def string(self) -> str:
+        return self.handle.read(self.unpack("<Q")).decode("utf-8", errors="replace")
+
+    def value(self, kind: int) -> Any:
+        if kind == _STRING:
+            return self.string()
+        if kind == _ARRAY:
+            item_kind, length = self.unpack("<I"), self.unpack("<Q")
+            self.skip_items(item_kind, length)
+            return length  # arrays (token lists, merges) are summarised by their length
+        if kind not in _SCALARS:
+            raise ValueError(f"unknown metadata value type {kind}")
+        return self.unpack(_SCALARS[kind])
+
+    def skip_items(self, kind: int, length: int) -> None:
+        if kind in _SCALARS:
+            self.handle.seek(struct.calcsize(_SCALARS[kind]) * length, 1)
+        elif kind == _STRING:
+            for _ in range(length):
+                self.handle.seek(self.unpack("<Q"), 1)
+        else:
+            for _ in range(length):
+                self.value(kind)
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any], list[tuple[str, int, int]]]:
+    """(metadata, [(tensor name, ggml type, element count)]) without reading tensor data.
+
+    Hand-read with `struct` because gguf.GGUFReader materialises every vocab string as a numpy view
+    (~20 s for gpt-oss's 201,088 tokens); type ids and block sizes still come from the gguf package.
+    """
+    with path.open("rb") as raw:
+        header = _Header(io.BufferedReader(raw, 1 << 20))
+        if header.handle.read(4) != b"GGUF":
+            raise ValueError("no GGUF magic at the start of the file")
+        version = header.unpack("<I")
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is not supported")
+        tensors, fields = header.unpack("<Q"), header.unpack("<Q")
+        metadata = {}
+        for _ in range(fields):
+            key = header.string()
+            metadata[key] = header.value(header.unpack("<I"))
+        infos = []
+        for _ in range(tensors):
+            name = header.string()
+            dims = [header.unpack("<Q") for _ in range(header.unpack("<I"))]
+            kind = header.unpack("<I")
+            header.unpack("<Q")  # data offset
+            infos.append((name, kind, math.prod(dims)))
+    return metadata, infos
+
+
+def _tensor_bytes(kind: int, elements: int) -> tuple[str, int]:
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    quant = GGMLQuantizationType(kind)
+    block, type_size = GGML_QUANT_SIZES[quant]
+    return quant.name, elements // block * type_size
 
 
 def read_gguf(path: Path) -> GgufInfo:
     """Read the header (and shard siblings' headers) of a GGUF file."""
-    from gguf import GGUFReader
-
     if not path.exists():
         raise ModelConfigError(f"{path} does not exist", hint="pass the path of a .gguf file (the first shard of a set)")
     files, missing = shard_set(path)
@@ -70,17 +136,17 @@ def read_gguf(path: Path) -> GgufInfo:
     count = tensor_bytes = 0
     for index, file in enumerate(files):
         try:
-            reader = GGUFReader(str(file), "r")
-        except Exception as exc:  # the gguf package raises ValueError/struct.error/... on bad files
+            fields, tensors = _read_header(file)
+            sized = [_tensor_bytes(kind, elements) for _, kind, elements in tensors]
+        except (OSError, ValueError, KeyError, struct.error) as exc:
             raise ModelConfigError(f"{file} is not a readable GGUF file: {exc}",
                                    hint="re-download it; check it is not a Git LFS pointer") from exc
         if index == 0:
-            metadata = {name: _field_value(field) for name, field in reader.fields.items()
-                        if not name.startswith("GGUF.")}
-        for tensor in reader.tensors:
-            types[tensor.tensor_type.name] += 1
-            tensor_bytes += int(tensor.n_bytes)
-        count += len(reader.tensors)
+            metadata = {k: v for k, v in fields.items() if not k.startswith("GGUF.")}
+        for name, size in sized:
+            types[name] += 1
+            tensor_bytes += size
+        count += len(tensors)
     return GgufInfo(
         path=str(path), architecture=str(metadata.get("general.architecture", "unknown")), metadata=metadata,
         tensor_count=count, tensor_types=dict(types), tensor_bytes=tensor_bytes,

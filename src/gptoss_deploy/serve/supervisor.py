@@ -67,6 +67,7 @@ class ServeReport(BaseModel):
     served_model_name: str
     base_url: str
     log: str
+    pid: int = Field(description="the engine's main process, also its process group id")
     ready: bool
     ready_seconds: float | None = None
     phases: list[PhaseTime] = Field(default_factory=list)
@@ -248,7 +249,7 @@ class Supervisor:
         ready_at = next((t for p, t in engine.phase_times if p == Phase.READY.value), None)
         return ServeReport(engine=engine.launch.engine, model=self.plan.model,
                            served_model_name=self.endpoint.served_name, base_url=self.endpoint.base_url,
-                           log=str(self.log_path), ready=ready, ready_seconds=round(ready_at, 2) if ready_at else None,
+                           log=str(self.log_path), pid=engine.pid, ready=ready, ready_seconds=round(ready_at, 2) if ready_at else None,
                            phases=[PhaseTime(phase=p, started_s=round(t, 2)) for p, t in engine.phase_times],
                            facts=dict(engine.state.facts), plan_vs_actual=compare(self.plan, engine.state),
                            notes=self.notes, restarts=len(self.restarts), failure=engine.state.failure)
