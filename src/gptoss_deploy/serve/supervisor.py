@@ -29,6 +29,7 @@ REPORT_SCHEMA_VERSION = 1
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 60.0
 RESTART_STOP_GRACE_S = 5.0  # an engine being restarted is already considered broken
+READY_POLL_S = 0.5
 
 
 @dataclass
@@ -220,7 +221,7 @@ class Supervisor:
                                   hint="raise --ready-timeout for slow disks or downloads")
             now = time.monotonic()
             if now >= next_check and state.failure is None:
-                next_check = now + 1.0
+                next_check = now + READY_POLL_S
                 if check_ready(self.endpoint):
                     if engine.state.phase is not Phase.READY:
                         engine.state.phase = Phase.READY
