@@ -239,3 +239,32 @@ def test_vllm_cpu_served_end_to_end(lane: Lane, tmp_path: Path) -> None:
     finally:
         if served.process.poll() is None:
             served.process.kill()
+
+
+def test_watchdog_gives_up_after_its_restart_budget(lane: Lane, tmp_path: Path) -> None:
+    import threading
+
+    plan = tiny_plan(lane, "llamacpp")
+    endpoint = Endpoint(port=free_port(), served_name=SERVED_NAME)
+    supervisor = Supervisor(lane_launch(lane, plan, endpoint), plan, endpoint, tmp_path / "budget.log",
+                            SuperviseOptions(watchdog=True, canary_interval_s=2, canary_timeout_s=1, max_restarts=1,
+                                             restart_window_s=600, ready_timeout_s=60, stop_grace_s=5))
+    supervisor.start()
+    result: list[int] = []
+    watcher = threading.Thread(target=lambda: result.append(supervisor.serve()))
+    watcher.start()
+    try:
+        first = supervisor.engine.pid
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while supervisor.engine.pid == first or "ready again" not in (tmp_path / "budget.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "budget.log").read_text()[-2000:]
+            time.sleep(0.2)
+        os.kill(supervisor.engine.pid, signal.SIGKILL)
+        watcher.join(60)
+        assert result == [1]
+        assert "giving up: 1 restarts within 600 s" in (tmp_path / "budget.log").read_text()
+    finally:
+        supervisor.stop_event.set()
+        watcher.join(60)
+        assert supervisor.stop() == []

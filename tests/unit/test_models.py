@@ -115,3 +115,27 @@ def test_missing_gguf_shards_are_reported(tmp_path: Path) -> None:
     first.write_bytes(b"")
     present, missing = shard_set(first)
     assert present == [first] and missing == ["m-00002-of-00003.gguf", "m-00003-of-00003.gguf"]
+
+
+def test_gguf_header_parse_is_the_same_across_buffer_refills(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    import gguf
+    import numpy as np
+
+    from gptoss_deploy.models import gguf_info
+
+    path = tmp_path / "vocab.gguf"
+    writer = gguf.GGUFWriter(str(path), "gpt-oss")
+    writer.add_uint32("gpt-oss.block_count", 2)
+    writer.add_array("tokenizer.ggml.tokens", [f"tok{i}" * (i % 7 + 1) for i in range(5000)])
+    writer.add_array("tokenizer.ggml.scores", [float(i) for i in range(300)])
+    writer.add_string("general.name", "after the arrays")
+    writer.add_tensor("token_embd.weight", np.zeros((8, 64), dtype=np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    whole = gguf_info.read_gguf(path)
+    monkeypatch.setattr(gguf_info._Header, "BLOCK", 7)  # refill the buffer every few bytes
+    assert gguf_info.read_gguf(path) == whole
+    assert whole.metadata["tokenizer.ggml.tokens"] == 5000 and whole.metadata["general.name"] == "after the arrays"
+    assert whole.tensor_types == {"F16": 1} and whole.tensor_bytes == 8 * 64 * 2

@@ -264,3 +264,18 @@ def test_loopback_rule_applies_to_serve_endpoints() -> None:
     with pytest.raises(InputError, match="without an API key"):
         require_auth_off_loopback(Endpoint(host="0.0.0.0"))
     require_auth_off_loopback(Endpoint(host="0.0.0.0", api_key="k" * 16))
+
+
+def test_download_progress_counts_partial_blobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    from gptoss_deploy.serve.service import hub_download_probe
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    probe = hub_download_probe("openai/gpt-oss-20b", 13 * 2**30)
+    assert probe() == (0, 13 * 2**30)
+    blobs = tmp_path / "models--openai--gpt-oss-20b" / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / "a1b2").write_bytes(b"x" * 1000)
+    (blobs / "c3d4.incomplete").write_bytes(b"x" * 500)
+    assert probe() == (1500, 13 * 2**30)

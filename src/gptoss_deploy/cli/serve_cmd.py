@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     inputs = ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
                          extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes,
-                         enforce_eager=args.enforce_eager, force=args.force, probe_engines=True)
+                         enforce_eager=args.enforce_eager, force=args.force, require_engine=not args.dry_run)
     prepared = prepare(settings, inputs)
     if args.dry_run:
         for path in prepared.launch.files:  # the key file is not needed when nothing starts

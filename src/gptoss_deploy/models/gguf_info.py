@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import struct
@@ -50,23 +49,40 @@ def shard_set(path: Path) -> tuple[list[Path], list[str]]:
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 class _Header:
-    """A GGUF header read field by field from a buffered file (little-endian, GGUF v2/v3)."""
+    """A GGUF header parsed from memory, read from the file in large blocks as parsing advances."""
+
+    BLOCK = 8 << 20
 
     def __init__(self, handle: BinaryIO) -> None:
         self.handle = handle
+        self.data = b""
+        self.pos = 0
+
+    def need(self, size: int) -> None:
+        if self.pos + size > len(self.data):
+            self.data = self.data[self.pos:] + self.handle.read(max(size, self.BLOCK))
+            self.pos = 0
+            if size > len(self.data):
+                raise ValueError("unexpected end of file in the header")
 
     def unpack(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
-        data = self.handle.read(size)
-        if len(data) != size:
-            raise ValueError("unexpected end of file in the header")
-        return struct.unpack(fmt, data)[0]
+        self.need(size)
+        value = struct.unpack_from(fmt, self.data, self.pos)[0]
+        self.pos += size
+        return value
+
+    def raw(self, size: int) -> bytes:
+        self.need(size)
+        self.pos += size
+        return self.data[self.pos - size:self.pos]
 
     def string(self) -> str:
-        return self.handle.read(self.unpack("<Q")).decode("utf-8", errors="replace")
+        return self.raw(self.unpack("<Q")).decode("utf-8", errors="replace")
 
     def value(self, kind: int) -> Any:
         if kind == _STRING:
@@ -81,10 +97,21 @@ class _Header:
 
     def skip_items(self, kind: int, length: int) -> None:
         if kind in _SCALARS:
-            self.handle.seek(struct.calcsize(_SCALARS[kind]) * length, 1)
-        elif kind == _STRING:
-            for _ in range(length):
-                self.handle.seek(self.unpack("<Q"), 1)
+            self.raw(struct.calcsize(_SCALARS[kind]) * length)
+        elif kind == _STRING:  # a tight loop: gpt-oss has ~650k vocab and merge strings to step over
+            length_at = _U64.unpack_from
+            left = length
+            while left:
+                data, pos, end = self.data, self.pos, len(self.data) - 8
+                while left and pos <= end:
+                    after = pos + 8 + length_at(data, pos)[0]
+                    if after > end + 8:
+                        break
+                    pos, left = after, left - 1
+                self.pos = pos
+                if left:
+                    self.need(8)
+                    self.need(8 + _U64.unpack_from(self.data, self.pos)[0])
         else:
             for _ in range(length):
                 self.value(kind)
@@ -96,9 +123,9 @@ def _read_header(path: Path) -> tuple[dict[str, Any], list[tuple[str, int, int]]
     Hand-read with `struct` because gguf.GGUFReader materialises every vocab string as a numpy view
     (~20 s for gpt-oss's 201,088 tokens); type ids and block sizes still come from the gguf package.
     """
-    with path.open("rb") as raw:
-        header = _Header(io.BufferedReader(raw, 1 << 20))
-        if header.handle.read(4) != b"GGUF":
+    with path.open("rb") as handle:
+        header = _Header(handle)
+        if header.raw(4) != b"GGUF":
             raise ValueError("no GGUF magic at the start of the file")
         version = header.unpack("<I")
         if version < 2:

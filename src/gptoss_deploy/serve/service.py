@@ -33,7 +33,7 @@ class ServeInputs:
     kv_cache_memory_bytes: int | None = None
     enforce_eager: bool = False
     force: bool = False
-    probe_engines: bool = True  # False: plan and build the argv without the engine installed (dry runs)
+    require_engine: bool = True  # False (dry runs): an engine missing here is a note, the argv stays unadapted
 
 
 @dataclass
@@ -74,14 +74,15 @@ def require_port_free(host: str, port: int) -> None:
 
 def _vllm_version(inputs: ServeInputs, engine: str) -> tuple[EngineInfo | None, list[str]]:
     """Probe vLLM when it may be the engine; a note instead of an error when auto may still pick llama.cpp."""
-    if engine == "llamacpp" or not inputs.probe_engines:
+    if engine == "llamacpp":
         return None, []
     try:
         return vllm.probe(vllm.find_python(inputs.vllm_python)), []
     except EngineError as exc:
-        if engine == "vllm":
+        if engine == "vllm" and inputs.require_engine:
             raise
-        return None, [f"vLLM not usable here ({exc.message}); planning for the newest known release"]
+        return None, [f"vLLM not usable here ({exc.message}): planned for the newest known release, argv not "
+                      "adapted to an installed version"]
 
 
 def _request(settings: ServeSettings, inputs: ServeInputs, vllm_version: str | None) -> PlanRequest:
@@ -159,9 +160,13 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, host: Host | None = No
             launch.env["VLLM_LOGGING_LEVEL"] = settings.log_level.upper()
     else:
         binary = inputs.llama_server or "llama-server"
-        if inputs.probe_engines:
+        try:
             info = llamacpp.probe(binary)
             binary = info.executable
+        except EngineError as exc:
+            if inputs.require_engine:
+                raise
+            notes.append(f"llama-server not usable here ({exc.message}): argv not adapted to an installed build")
         launch = llamacpp.launch(plan, endpoint, binary=binary)
     launch.argv += inputs.extra_args
     if info is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,7 @@ class Supervisor:
     def __init__(self, launch: Launch, plan: Plan, endpoint: Endpoint, log_path: Path,
                  options: SuperviseOptions | None = None, progress: StartupProgress | None = None,
                  stop_event: threading.Event | None = None, notes: list[str] | None = None,
-                 download_probe=None) -> None:
+                 download_probe: Callable[[], tuple[int, int | None]] | None = None) -> None:
         self.launch = launch
         self.plan = plan
         self.endpoint = endpoint
@@ -144,7 +145,7 @@ class Supervisor:
         self._on_gpu = uses_gpu(plan)
         self._gpu_used: tuple[float, int | None] = (0.0, None)
         self.notes = list(notes or [])
-        self.download_probe = download_probe  # () -> (bytes so far, expected total or None), or None
+        self.download_probe = download_probe  # () -> (bytes so far, expected total or None)
         self.engine: EngineProcess | None = None
         self.restarts: list[float] = []
         self.report: ServeReport | None = None
