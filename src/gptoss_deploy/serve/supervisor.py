@@ -177,11 +177,14 @@ class Supervisor:
         snap = Snapshot(state=engine.state, elapsed_s=now - engine.started, quiet_s=now - engine.last_output)
         if self.download_probe is not None and engine.state.phase in (Phase.STARTING, Phase.DOWNLOAD):
             got, total = self.download_probe()
-            if got > last_download[0]:
-                last_download[0] = got
+            if not last_download:  # what the cache held before the start is not download progress
+                last_download += [got, got]
+            elif got > last_download[1]:
+                last_download[1] = got
                 engine.last_output = now  # bytes arriving are progress too
                 snap.quiet_s = 0.0
-            snap.downloaded_bytes, snap.download_total_bytes = got, total
+            if last_download[1] > last_download[0]:
+                snap.downloaded_bytes, snap.download_total_bytes = got, total
         if self._on_gpu:
             if now - self._gpu_used[0] >= 2.0:
                 from gptoss_deploy.hardware.nvidia import memory_used_bytes
@@ -193,7 +196,7 @@ class Supervisor:
     def _wait_ready(self, engine: EngineProcess) -> None:
         options = self.options
         failure_seen_at: float | None = None
-        last_download = [0]
+        last_download: list[int] = []  # [bytes in the cache at start, bytes now]
         next_check = 0.0
         while True:
             if self.stop_event.is_set():
