@@ -51,3 +51,20 @@ def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
     knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
     knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")
+
+
+def read_key_file(path: str) -> str:
+    """The one API key in a file (blank lines and # comments ignored); InputError when it is not exactly one."""
+    from gptoss_deploy.errors import InputError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as exc:
+        raise InputError(f"cannot read API key file {path}: {exc.strerror}", hint="check the path and permissions") from None
+    except UnicodeDecodeError:
+        raise InputError(f"API key file {path} is not text", hint="write the key alone on one line") from None
+    if len(lines) != 1:
+        raise InputError(f"API key file {path} must hold exactly one key (found {len(lines)} lines)",
+                         hint="write the key alone on one line")
+    return lines[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int
+from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int, read_key_file
 
 EXAMPLES = """examples:
   gptoss serve --model gpt-oss-20b                       # plan for this host, serve on 127.0.0.1:8000
@@ -52,20 +52,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     where.add_argument("--llama-server", help="llama-server binary (default: from PATH)")
     p.add_argument("--config", help="YAML file of settings (also env GPTOSS_CONFIG)")
     p.add_argument("--dry-run", action="store_true", help="print the engine argv and env, start nothing")
+    p.add_argument("--check", action="store_true", help="run `gptoss check` once the model answers")
     p.set_defaults(handler=run, extra_engine_args=[])
-
-
-def _read_key_file(path: str) -> str:
-    from gptoss_deploy.errors import InputError
-
-    try:
-        lines = [line.strip() for line in open(path, encoding="utf-8") if line.strip() and not line.startswith("#")]
-    except OSError as exc:
-        raise InputError(f"cannot read API key file {path}: {exc.strerror}", hint="check the path and permissions") from None
-    if len(lines) != 1:
-        raise InputError(f"API key file {path} must hold exactly one key (found {len(lines)} lines)",
-                         hint="write the key alone on one line")
-    return lines[0]
 
 
 def settings_from(args: argparse.Namespace):  # noqa: ANN201 - ServeSettings, imported lazily
@@ -82,7 +70,7 @@ def settings_from(args: argparse.Namespace):  # noqa: ANN201 - ServeSettings, im
         "max_num_batched_tokens": args.max_num_batched_tokens, "host": args.host, "port": args.port,
         "served_model_name": args.served_model_name, "enable_auto_tool_choice": False if args.no_tools else None,
         "show_loading_progress": False if args.no_progress else None,
-        "api_key": _read_key_file(args.api_key_file) if args.api_key_file else None,
+        "api_key": read_key_file(args.api_key_file) if args.api_key_file else None,
     }
     config = args.config or os.environ.get("GPTOSS_CONFIG")
     return resolve_settings(flags, os.environ, Path(config) if config else None)
@@ -126,6 +114,17 @@ def _print_ready(args: argparse.Namespace, supervisor, report) -> None:  # noqa:
             table.add_row(row.quantity, row.planned, row.actual, diff, row.status)
         console(stderr=True).print(table)
         message(f"[serve] saved {supervisor.report_path()}")
+
+
+def _check_once(endpoint) -> None:  # noqa: ANN001 - Endpoint
+    """`gptoss check` against the freshly started server; the result is reported, serving goes on."""
+    from gptoss_deploy.check.runner import run_checks
+    from gptoss_deploy.cli.check_cmd import render_report
+    from gptoss_deploy.cli.output import message
+
+    report = run_checks(endpoint.base_url, api_key=endpoint.api_key, model=endpoint.served_name)
+    render_report(report)
+    message("[serve] check: " + ("FAILED, see above; still serving" if report.failed else "passed"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -176,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = supervisor.start()
         _print_ready(args, supervisor, report)
+        if args.check:
+            _check_once(prepared.endpoint)
         code = supervisor.serve()
     except KeyboardInterrupt:
         message("[serve] interrupted; the engine was stopped")

@@ -80,25 +80,25 @@ class ServeReport(BaseModel):
     failure: str | None = None
 
 
-def check_ready(endpoint: Endpoint, timeout_s: float = 3.0) -> bool:
+def check_ready(endpoint: Endpoint, client: httpx.Client, timeout_s: float = 3.0) -> bool:
     """/health answers 200 and /v1/models lists the served name."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     try:
-        if httpx.get(f"{endpoint.base_url}/health", timeout=timeout_s).status_code != 200:
+        if client.get(f"{endpoint.base_url}/health", timeout=timeout_s).status_code != 200:
             return False
-        models = httpx.get(f"{endpoint.base_url}/v1/models", headers=headers, timeout=timeout_s)
+        models = client.get(f"{endpoint.base_url}/v1/models", headers=headers, timeout=timeout_s)
         return models.status_code == 200 and any(m.get("id") == endpoint.served_name
                                                  for m in models.json().get("data", []))
     except (httpx.HTTPError, ValueError):
         return False
 
 
-def canary(endpoint: Endpoint, timeout_s: float) -> str | None:
+def canary(endpoint: Endpoint, client: httpx.Client, timeout_s: float) -> str | None:
     """One 1-token completion; None when it answered, else why not."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     body = {"model": endpoint.served_name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
     try:
-        reply = httpx.post(f"{endpoint.base_url}/v1/completions", json=body, headers=headers, timeout=timeout_s)
+        reply = client.post(f"{endpoint.base_url}/v1/completions", json=body, headers=headers, timeout=timeout_s)
     except httpx.TimeoutException:
         return f"no answer within {timeout_s:g} s"
     except httpx.HTTPError as exc:
@@ -143,6 +143,9 @@ class Supervisor:
         self.stop_event = stop_event or threading.Event()
         self.sink = LogSink(log_path, secrets_of(launch, endpoint))
         self._on_gpu = uses_gpu(plan)
+        # One client for every poll: a new httpx client per request costs ~50 ms of CPU (SSL context), which
+        # competes with the engine's own startup on small machines.
+        self._http = httpx.Client()
         self._gpu_used: tuple[float, int | None] = (0.0, None)
         self.notes = list(notes or [])
         self.download_probe = download_probe  # () -> (bytes so far, expected total or None)
@@ -226,7 +229,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= next_check and state.failure is None:
                 next_check = now + READY_POLL_S
-                if check_ready(self.endpoint):
+                if check_ready(self.endpoint, self._http):
                     if engine.state.phase is not Phase.READY:
                         engine.state.phase = Phase.READY
                         engine.phase_times.append((Phase.READY.value, now - engine.started))
@@ -281,7 +284,7 @@ class Supervisor:
                 reason = f"the engine exited with code {code}"
             elif self.options.watchdog and time.monotonic() - last_canary >= self.options.canary_interval_s:
                 last_canary = time.monotonic()
-                failed = canary(self.endpoint, self.options.canary_timeout_s)
+                failed = canary(self.endpoint, self._http, self.options.canary_timeout_s)
                 if failed is None:
                     notify("WATCHDOG=1")
                 elif not self.stop_event.is_set():
@@ -331,4 +334,5 @@ class Supervisor:
         notify("STOPPING=1")
         left = self.engine.stop(self.options.stop_grace_s) if self.engine is not None else []
         self.sink.close()
+        self._http.close()
         return left

@@ -1,0 +1,1 @@
+"""`gptoss check`: gpt-oss API conformance and security probe for any OpenAI-compatible endpoint."""
