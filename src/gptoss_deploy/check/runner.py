@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import httpx
 
 from gptoss_deploy.check.report import CheckReport, CheckResult, Status
-from gptoss_deploy.engines import is_loopback
+from gptoss_deploy.engines import bearer, is_loopback
 from gptoss_deploy.errors import InputError
 
 HARMONY_MARKERS = ("<|channel|>", "<|message|>", "<|start|>", "<|end|>", "to=functions", "<|call|>")
@@ -59,7 +59,7 @@ class Target:
     @property
     def headers(self) -> dict[str, str]:
         """Authorization header when a key is known."""
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return bearer(self.api_key)
 
 
 def normalise_url(url: str) -> str:
@@ -96,7 +96,7 @@ def discover(base_url: str, api_key: str | None, model: str | None, timeout_s: f
 def _discover(http: httpx.Client, base_url: str, api_key: str | None, model: str | None,
               timeout_s: float) -> tuple[Target, CheckReport]:
     try:
-        models = http.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
+        models = http.get(f"{base_url}/v1/models", headers=bearer(api_key),
                            timeout=min(timeout_s, 30))
     except httpx.HTTPError as exc:
         raise InputError(f"cannot reach {base_url}: {type(exc).__name__}: {exc}",
@@ -389,7 +389,7 @@ def _is_state_changing(path: str) -> bool:
 
 
 def _probe(target: Target, method: str, path: str, key: str | None) -> int | str:
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers = bearer(key)
     body = {"model": target.model, "messages": [{"role": "user", "content": "hi"}], "prompt": "hi",
             "input": "hi", "max_tokens": 1, "max_output_tokens": 16, "n_predict": 1, "content": "hi"}
     try:

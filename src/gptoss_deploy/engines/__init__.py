@@ -30,6 +30,11 @@ class Endpoint(BaseModel):
     api_key: str | None = Field(None, repr=False)
 
     @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header for requests to this endpoint."""
+        return bearer(self.api_key)
+
+    @property
     def base_url(self) -> str:
         """http://host:port as a client on this machine reaches it."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
@@ -52,6 +57,11 @@ class Launch(BaseModel):
         """The command as a person would read it, secrets masked."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.masked_env().items()))
         return (env + " " if env else "") + shlex.join(self.argv)
+
+
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The Authorization header for a key (none without one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def is_loopback(host: str) -> bool:

@@ -82,11 +82,10 @@ class ServeReport(BaseModel):
 
 def check_ready(endpoint: Endpoint, client: httpx.Client, timeout_s: float = 3.0) -> bool:
     """/health answers 200 and /v1/models lists the served name."""
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     try:
         if client.get(f"{endpoint.base_url}/health", timeout=timeout_s).status_code != 200:
             return False
-        models = client.get(f"{endpoint.base_url}/v1/models", headers=headers, timeout=timeout_s)
+        models = client.get(f"{endpoint.base_url}/v1/models", headers=endpoint.headers, timeout=timeout_s)
         return models.status_code == 200 and any(m.get("id") == endpoint.served_name
                                                  for m in models.json().get("data", []))
     except (httpx.HTTPError, ValueError):
@@ -95,10 +94,9 @@ def check_ready(endpoint: Endpoint, client: httpx.Client, timeout_s: float = 3.0
 
 def canary(endpoint: Endpoint, client: httpx.Client, timeout_s: float) -> str | None:
     """One 1-token completion; None when it answered, else why not."""
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     body = {"model": endpoint.served_name, "prompt": "Hello", "max_tokens": 1, "temperature": 0}
     try:
-        reply = client.post(f"{endpoint.base_url}/v1/completions", json=body, headers=headers, timeout=timeout_s)
+        reply = client.post(f"{endpoint.base_url}/v1/completions", json=body, headers=endpoint.headers, timeout=timeout_s)
     except httpx.TimeoutException:
         return f"no answer within {timeout_s:g} s"
     except httpx.HTTPError as exc:
