@@ -135,8 +135,11 @@ def test_llama_server_ready_with_phases_plan_vs_actual_and_no_secrets(llama_serv
     command = cmdline(pid)
     assert "--api-key-file" in command
     assert_no_secrets(command, llama_served.log.read_text())
+    key_file = Path(command.split("--api-key-file ", 1)[1].split()[0])
+    assert key_file.stat().st_mode & 0o777 == 0o600
     assert llama_served.interrupt() == 0
     assert group_members(pid) == []
+    assert not key_file.exists()  # removed with the engine
     assert_no_secrets(llama_served.out.read_text(), llama_served.err.read_text())
 
 

@@ -35,21 +35,17 @@ def example_curl(base_url: str, model: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Build the lane, serve it under the serve supervisor, print the endpoint; wait for Ctrl-C (or --once)."""
-    import signal
-    import threading
 
     from gptoss_deploy.cli.output import emit_json, message
     from gptoss_deploy.lane import ensure_lane
     from gptoss_deploy.lane.server import SERVED_NAME, LaneServer
     from gptoss_deploy.serve.progress import StartupProgress
+    from gptoss_deploy.serve.supervisor import stop_on_signals
 
     lane = ensure_lane(progress=message)
-    stop = threading.Event()
-    # Explicit handlers: a process started in the background may inherit SIGINT as ignored.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     message(f"[demo] starting vLLM-CPU with {lane.model} (about 1-2 minutes on 2 cores)")
-    server = LaneServer(lane, port=args.port, progress=StartupProgress(), stop_event=stop)
+    server = LaneServer(lane, port=args.port, progress=StartupProgress(),
+                        stop_event=stop_on_signals())
     try:
         server.start()
         info = {"endpoint": f"{server.base_url}/v1", "model": SERVED_NAME, "log": str(server.log_path),

@@ -129,14 +129,12 @@ def _check_once(endpoint) -> None:  # noqa: ANN001 - Endpoint
 
 def run(args: argparse.Namespace) -> int:
     """`gptoss serve`: 0 after a clean stop, 1 when the engine failed or restarts ran out, 2 on bad input."""
-    import signal
-    import threading
     from pathlib import Path
 
     from gptoss_deploy.cli.output import message
     from gptoss_deploy.serve.progress import StartupProgress
     from gptoss_deploy.serve.service import ServeInputs, prepare, require_port_free
-    from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor, ready_timeout_for
+    from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor, ready_timeout_for, stop_on_signals
     from gptoss_deploy.vocab import cache_root
 
     if args.canary_timeout > args.canary_interval:
@@ -150,8 +148,7 @@ def run(args: argparse.Namespace) -> int:
                          enforce_eager=args.enforce_eager, force=args.force, require_engine=not args.dry_run)
     prepared = prepare(settings, inputs)
     if args.dry_run:
-        for path in prepared.launch.files:  # the key file is not needed when nothing starts
-            Path(path).unlink(missing_ok=True)
+        prepared.launch.remove_files()  # the key file is not needed when nothing starts
         return _dry_run(args, prepared)
     require_port_free(settings.host, settings.port)
     for note in prepared.notes:
@@ -162,13 +159,8 @@ def run(args: argparse.Namespace) -> int:
         stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
         canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout,
         max_restarts=args.max_restarts, restart_window_s=args.restart_window)
-    stop = threading.Event()
-    # Explicit handlers: a process started in the background may inherit SIGINT as ignored; SIGTERM is
-    # how Docker, systemd and Kubernetes stop us.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
-                            StartupProgress(enabled=settings.show_loading_progress), stop, prepared.notes,
+                            StartupProgress(enabled=settings.show_loading_progress), stop_on_signals(), prepared.notes,
                             prepared.download_probe)
     message(f"[serve] {prepared.launch.engine} {prepared.engine_info.version if prepared.engine_info else ''}: "
             f"{prepared.plan.model} as {prepared.endpoint.served_name}; log {log_path}")
@@ -183,8 +175,6 @@ def run(args: argparse.Namespace) -> int:
         code = 130
     finally:
         left = supervisor.stop()
-        for path in prepared.launch.files:
-            Path(path).unlink(missing_ok=True)
     if left:
         message(f"[serve] processes still alive after stop: {left}")
         return 1

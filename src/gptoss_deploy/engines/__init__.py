@@ -53,6 +53,11 @@ class Launch(BaseModel):
         """The env with secrets replaced by '***' (for logs, --dry-run and artifacts)."""
         return {k: ("***" if k in SECRET_ENV else v) for k, v in self.env.items()}
 
+    def remove_files(self) -> None:
+        """Delete the files written for the launch (key files); safe to call more than once."""
+        for path in self.files:
+            Path(path).unlink(missing_ok=True)
+
     def describe(self) -> str:
         """The command as a person would read it, secrets masked."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.masked_env().items()))

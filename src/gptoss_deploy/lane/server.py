@@ -92,10 +92,7 @@ class LaneServer:
 
     def stop(self) -> list[int]:
         """Stop the engine's whole process group; returns pids left alive (none expected)."""
-        left = self.supervisor.stop()
-        for path in self.launch.files:
-            Path(path).unlink(missing_ok=True)
-        return left
+        return self.supervisor.stop()
 
     def __enter__(self) -> LaneServer:
         try:

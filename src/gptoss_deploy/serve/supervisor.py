@@ -111,6 +111,19 @@ def canary(endpoint: Endpoint, client: httpx.Client, timeout_s: float) -> str | 
     return None
 
 
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (how Docker, systemd and Kubernetes stop us).
+
+    Handlers are installed explicitly: a process started in the background may inherit SIGINT as ignored.
+    """
+    import signal
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 def secrets_of(launch: Launch, endpoint: Endpoint) -> list[str]:
     """Values that must never reach the log: the API key and HF tokens (from the launch or our environment)."""
     import os
@@ -331,6 +344,7 @@ class Supervisor:
         """Stop the engine (SIGTERM, grace, SIGKILL of its group); returns pids left alive (should be [])."""
         notify("STOPPING=1")
         left = self.engine.stop(self.options.stop_grace_s) if self.engine is not None else []
+        self.launch.remove_files()
         self.sink.close()
         self._http.close()
         return left
