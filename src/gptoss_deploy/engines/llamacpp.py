@@ -26,9 +26,10 @@ def launch(plan: Plan, endpoint: Endpoint, binary: str = "llama-server", model_p
     args = list(plan.engine_args)
     if model_path:
         args[:2] = ["-m", model_path]  # the plan's args start with the model: -m FILE or -hf REPO
-    # Verbosity 4 logs the model/KV/compute buffer sizes that plan-vs-actual reads (not prompts).
+    # Verbosity 4 logs the model/KV/compute buffer sizes that plan-vs-actual reads (not prompts); --metrics
+    # serves the Prometheus counters that `gptoss bench` checks its token totals against.
     argv = [binary, *args, "--alias", endpoint.served_name, "--host", endpoint.host, "--port", str(endpoint.port),
-            "-lv", "4"]
+            "-lv", "4", "--metrics"]
     files = []
     if endpoint.api_key:
         key_file = write_key_file(endpoint.api_key, key_dir)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from gptoss_deploy.engines import SECRET_ENV, Endpoint, Launch
 from gptoss_deploy.errors import EngineError
-from gptoss_deploy.plan.types import Plan
+from gptoss_deploy.plan.types import Plan, Speed
 from gptoss_deploy.serve.compare import Comparison, compare
 from gptoss_deploy.serve.logparse import Phase, describe_failure
 from gptoss_deploy.serve.notify import notify
@@ -78,6 +78,7 @@ class ServeReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
     restarts: int = 0
     failure: str | None = None
+    speed: Speed | None = Field(default=None, description="the plan's single-stream decode ceiling (gptoss bench reads it)")
 
 
 def check_ready(endpoint: Endpoint, client: httpx.Client, timeout_s: float = 3.0) -> bool:
@@ -271,7 +272,8 @@ class Supervisor:
                            log=str(self.log_path), pid=engine.pid, ready=ready, ready_seconds=round(ready_at, 2) if ready_at else None,
                            phases=[PhaseTime(phase=p, started_s=round(t, 2)) for p, t in engine.phase_times],
                            facts=dict(engine.state.facts), plan_vs_actual=compare(self.plan, engine.state),
-                           notes=self.notes, restarts=len(self.restarts), failure=engine.state.failure)
+                           notes=self.notes, restarts=len(self.restarts), failure=engine.state.failure,
+                           speed=self.plan.speed)
 
     def report_path(self) -> Path:
         """Where the plan-vs-actual report goes: beside the log."""
