@@ -37,8 +37,8 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
-    """Engine settings shared by `plan` and `serve` (None = not given: the planner, env or config decides)."""
+def add_engine_knobs(parser: argparse.ArgumentParser, force_flag: str = "--force") -> None:
+    """Engine settings shared by `plan`, `serve` and `render` (None = not given: the planner, env or config decides)."""
     knobs = parser.add_argument_group("engine settings (default: the planner chooses)")
     knobs.add_argument("--engine", choices=["auto", "vllm", "llamacpp"])
     knobs.add_argument("--max-model-len", type=positive_int, help="context length per request")
@@ -50,7 +50,7 @@ def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
     knobs.add_argument("--kv-cache-memory-bytes", type=positive_int, help="KV budget per GPU, bypassing util")
     knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
     knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
-    knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")
+    knobs.add_argument(force_flag, dest="force", action="store_true", help="keep a setting the known-issue table refuses")
 
 
 def read_key_file(path: str) -> str:

@@ -8,9 +8,10 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from gptoss_deploy import __version__
-from gptoss_deploy.cli import bench_cmd, check_cmd, cost_cmd, demo_cmd, hardware_cmd, plan_cmd, serve_cmd, vocab_cmd
+from gptoss_deploy.cli import (bench_cmd, check_cmd, cost_cmd, demo_cmd, hardware_cmd, plan_cmd, render_cmd,
+                               serve_cmd, vocab_cmd)
 
-COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, hardware_cmd, vocab_cmd, demo_cmd)
+COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 

@@ -27,6 +27,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             description="Decide whether a gpt-oss model fits this host (or a named profile), with "
                                         "which engine, flags, context and concurrency; predict what vLLM will log.",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_plan_flags(p)
+    p.add_argument("--explain", action="store_true", help="show every formula with its inputs")
+    p.set_defaults(handler=run)
+
+
+def add_plan_flags(p: argparse.ArgumentParser, force_flag: str = "--force") -> None:
+    """Model, hardware and engine flags shared by `plan` and `render`."""
     p.add_argument("--model", "-m", default="gpt-oss-120b",
                    help="catalog id (gpt-oss-120b, unsloth/gpt-oss-120b-BF16, ...), model directory, or .gguf file")
     where = p.add_argument_group("hardware (default: detect this host)")
@@ -35,11 +42,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     where.add_argument("--gpus", type=positive_int, default=None, help="number of GPUs with --gpu (default 1)")
     where.add_argument("--gpu-memory-gib", type=positive_float, help="override the memory of each GPU, GiB")
     where.add_argument("--ram-gib", type=positive_float, help="host RAM, GiB (for CPU-offloaded experts)")
-    add_engine_knobs(p)
+    add_engine_knobs(p, force_flag)
     p.add_argument("--vllm-version", help="plan for this vLLM release (default: installed, else the newest known)")
     p.add_argument("--offline", action="store_true", help="plan for a host without internet (harmony vocab)")
-    p.add_argument("--explain", action="store_true", help="show every formula with its inputs")
-    p.set_defaults(handler=run)
+    p.add_argument("--nodes", type=positive_int, default=1,
+                   help="machines like this one: >1 plans TP within a node and pipeline parallel across nodes (Ray)")
 
 
 def resolve_host(args: argparse.Namespace) -> Host:
@@ -84,6 +91,11 @@ def installed_vllm_version() -> str | None:
 
 def build_plan(args: argparse.Namespace) -> Plan:
     """Resolve the model and host, then plan."""
+    return build_host_and_plan(args)[1]
+
+
+def build_host_and_plan(args: argparse.Namespace) -> tuple[Host, Plan]:
+    """The host planned for and the plan."""
     from gptoss_deploy.models.resolve import hub_offline, resolve_model
     from gptoss_deploy.plan.planner import make_plan
     from gptoss_deploy.plan.types import PlanRequest
@@ -96,9 +108,9 @@ def build_plan(args: argparse.Namespace) -> Plan:
         max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
         kv_cache_dtype=args.kv_cache_dtype or "auto", kv_cache_memory_bytes=args.kv_cache_memory_bytes,
         enforce_eager=args.enforce_eager, tool_calling=not args.no_tools, offline=args.offline or hub_offline(),
-        vocab_dir=os.environ.get("TIKTOKEN_ENCODINGS_BASE"), force=args.force,
+        vocab_dir=os.environ.get("TIKTOKEN_ENCODINGS_BASE"), force=args.force, nodes=args.nodes,
     )
-    return make_plan(model, host, request, installed_vllm=installed_vllm_version())
+    return host, make_plan(model, host, request, installed_vllm=installed_vllm_version())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -493,6 +493,26 @@ def resolve_vllm_version(request: PlanRequest, installed_vllm: str | None) -> st
     return version
 
 
+def across_nodes(plan: Plan, nodes: int) -> Plan:
+    """Spread a one-node vLLM plan over `nodes` machines: TP within a node, PP across nodes, Ray executor.
+
+    Pipeline stages split the layers, so each GPU holds 1/nodes of the planned weights and KV layers: the
+    one-node memory figures are an upper bound, and the KV capacity per request grows about `nodes` times.
+    """
+    assert plan.vllm is not None
+    plan.vllm.pipeline_parallel_size = nodes
+    plan.nodes = nodes
+    args = plan.engine_args
+    at = args.index("--tensor-parallel-size") + 2 if "--tensor-parallel-size" in args else 0
+    plan.engine_args = args[:at] + ["--pipeline-parallel-size", str(nodes), "--distributed-executor-backend",
+                                    "ray"] + args[at:]
+    plan.reasons.append(f"{nodes} nodes: TP{plan.vllm.tensor_parallel_size} within each node, pipeline parallel "
+                        f"{nodes} across nodes on a Ray cluster (vLLM's multi-node mode)")
+    plan.warnings.append(f"memory is planned for one node; with {nodes} pipeline stages each GPU holds about 1/{nodes} "
+                         "of that, so the figures are an upper bound (the KV cache grows accordingly)")
+    return plan
+
+
 def make_plan(model: ModelSpec, host: Host, request: PlanRequest, installed_vllm: str | None = None,
               with_alternatives: bool = True) -> Plan:
     """The plan for serving `model` on `host` as `request` asks."""
@@ -500,6 +520,9 @@ def make_plan(model: ModelSpec, host: Host, request: PlanRequest, installed_vllm
     version = resolve_vllm_version(request, installed_vllm)
     prefer_llamacpp = request.engine == "llamacpp" or (
         request.engine == "auto" and (not host.gpus or (host.gpu is not None and host.gpu.arch == "rdna3.5")))
+    if request.nodes > 1 and (prefer_llamacpp or not host.gpus):
+        raise InputError(f"--nodes {request.nodes} needs vLLM on GPUs (pipeline parallel over Ray)",
+                         hint="plan one node with llama.cpp, or use GPU nodes with --engine vllm")
     if prefer_llamacpp:
         result = _llamacpp_plan(model, host, request)
         if result is None:
@@ -521,7 +544,7 @@ def make_plan(model: ModelSpec, host: Host, request: PlanRequest, installed_vllm
         plan = _vllm_plan(model, host, request, chosen, kv_changes + _changes(request, chosen.settings, model.arch.max_position_embeddings), kv_warnings)
         if with_alternatives:
             plan.alternatives = _alternatives(model, host, request, version, chosen.settings.tensor_parallel_size)
-        return plan
+        return across_nodes(plan, request.nodes) if request.nodes > 1 else plan
     # vLLM cannot serve it here.
     best = max(tried, key=lambda c: c.memory.kv_bytes) if tried else None
     numbers = _does_not_fit_numbers(model, host, best)

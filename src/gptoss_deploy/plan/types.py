@@ -36,6 +36,7 @@ class PlanRequest(BaseModel):
     offline: bool = False
     vocab_dir: str | None = None
     force: bool = False
+    nodes: int = Field(1, gt=0, description="machines like `host`; >1 = pipeline parallel across them (vLLM on Ray)")
 
 
 class Change(BaseModel):
@@ -121,6 +122,7 @@ class VllmSettings(BaseModel):
     tool_calling: bool
     tool_call_parser: str = "openai"
     kv_cache_memory_bytes: int | None = None
+    pipeline_parallel_size: int = 1
 
 
 class LlamacppSettings(BaseModel):
@@ -189,4 +191,5 @@ class Plan(BaseModel):
     alternatives: list[Alternative] = Field(default_factory=list)
     speed: Speed | None = None
     warnings: list[str] = Field(default_factory=list)
+    nodes: int = 1
     explain: list[Explain] = Field(default_factory=list)

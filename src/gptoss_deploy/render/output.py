@@ -1,0 +1,241 @@
+"""Render targets to a folder (never overwriting unless asked, then keeping a .bak) and validate each artifact
+with a real tool where one is installed (systemd-analyze, bash -n, kubernetes-validate), else a parse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from gptoss_deploy.errors import InputError
+from gptoss_deploy.hardware.types import Host
+from gptoss_deploy.plan.types import Plan
+from gptoss_deploy.render.deployment import Deployment, RenderOptions, build
+from gptoss_deploy.render.targets import TARGETS, Artifact, header
+
+ALL = tuple(TARGETS)
+
+
+class Validation(BaseModel):
+    """One artifact's check."""
+
+    artifact: str
+    tool: str
+    ok: bool
+    detail: str = ""
+
+
+def render(targets: list[str], plan: Plan, host: Host, options: RenderOptions,
+           extra: dict[str, Any] | None = None) -> tuple[Deployment, list[Artifact]]:
+    """The deployment and every artifact of `targets` ('all' = every target + an index README)."""
+    unknown = [t for t in targets if t not in TARGETS and t != "all"]
+    if unknown:
+        raise InputError(f"unknown render target {unknown[0]!r}", hint=f"targets: {', '.join(ALL)}, all")
+    d = build(plan, host, options)
+    context = (extra or {}) | {"api_key_file": options.api_key_file, "hf_token_file": options.hf_token_file,
+                               "gpu_key": host.gpu.key if host.gpu else None}
+    names = list(ALL) if "all" in targets else targets
+    artifacts: list[Artifact] = []
+    for name in names:
+        if name == "monitoring" and "compose" in names and context.get("monitoring"):
+            continue  # compose already wrote the monitoring files
+        artifacts += TARGETS[name](d, plan, context)
+    if "all" in targets:
+        artifacts.append(index_readme(d, names))
+    seen: dict[str, Artifact] = {}
+    for artifact in artifacts:
+        seen.setdefault(artifact.name, artifact)
+    return d, list(seen.values())
+
+
+def index_readme(d: Deployment, names: list[str]) -> Artifact:
+    """How to use each artifact."""
+    lines = [header(d, ">"), "", f"# Deploying {d.served_name}", "",
+             f"Image: `{d.image}`" + (f" ({d.image_note})" if d.image_note else ""), "",
+             f"Engine command (exec form): `{' '.join(d.command)}`", ""]
+    how = {"docker": "`./docker-run.sh` starts the container (set API_KEY_FILE / HF_TOKEN_FILE to the files).",
+           "compose": "`docker compose up -d`; the healthcheck asks /health and that /v1/models lists the model.",
+           "image": "`pip wheel --no-deps -w dist/ <gpt-oss-deploy checkout>` then `docker build -t gptoss .`: an image "
+                    "whose entrypoint is `gptoss serve` (detects the GPU at start; env contract MODEL, MAX_MODEL_LEN, ...;"
+                    " sshd only with PUBLIC_KEY/SSH_PUBLIC_KEY, password only with SSH_PASSWORD). vLLM plans only.",
+           "quadlet": f"podman: copy `{d.name}.container` to /etc/containers/systemd/, `systemctl daemon-reload`, "
+                      f"`systemctl start {d.name}`.",
+           "nixos": "`imports = [ ./gptoss.nix ];` and `services.gptoss.enable = true;` (kernel parameters and udev "
+                    "rules for AMD are in the module, commented where they are recommendations).",
+           "systemd": f"copy `{d.name}.service` to /etc/systemd/system, create user `gptoss`, `systemctl enable --now "
+                      f"{d.name}`; `gptoss serve` signals READY and feeds the watchdog.",
+           "kubernetes": "create the Secrets named in `kubernetes.yaml`, then `kubectl apply -f kubernetes.yaml`.",
+           "runpod": "see `runpod-README.md`: create the pod from `runpod.json` with a TCP port.",
+           "monitoring": "point Prometheus at `monitoring/prometheus.yml` (alerts in `alerts.yml`); Grafana provisioning "
+                         "in `monitoring/grafana/`."}
+    lines += [f"- **{name}**: {how[name]}" for name in names]
+    lines += ["", "Then check it like a client would: `gptoss check http://HOST:PORT --api-key-file KEY`."]
+    return Artifact("README.md", "\n".join(lines) + "\n")
+
+
+def write(artifacts: list[Artifact], out_dir: Path, force: bool) -> list[Path]:
+    """Write every artifact; an existing file is an error unless `force`, and then it is kept as FILE.bak."""
+    existing = [out_dir / a.name for a in artifacts if (out_dir / a.name).exists()]
+    if existing and not force:
+        raise InputError(f"{existing[0]} already exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""),
+                         hint="choose another --out, or pass --force (the old files are kept as .bak)")
+    written = []
+    for artifact in artifacts:
+        path = out_dir / artifact.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            shutil.copy2(path, path.with_name(path.name + ".bak"))
+        path.write_text(artifact.text)
+        if artifact.executable:
+            path.chmod(0o755)
+        written.append(path)
+    return written
+
+
+def validate(artifacts: list[Artifact]) -> list[Validation]:
+    """Check each artifact with the best tool available here."""
+    results = []
+    for artifact in artifacts:
+        name = artifact.name
+        if name.endswith(".service"):
+            results.append(_systemd_verify(artifact))
+        elif name == "Dockerfile":
+            results.append(_dockerfile(artifact))
+        elif name.endswith(".container"):
+            results.append(_quadlet(artifact))
+        elif name.endswith(".nix"):
+            results.append(_nix(artifact))
+        elif name.endswith(".sh"):
+            results.append(_run(name, ["bash", "-n"], artifact.text, "bash -n"))
+        elif name.endswith(".json"):
+            results.append(_parse(name, "json", artifact.text, json.loads))
+        elif name.endswith((".yml", ".yaml")):
+            results.append(_parse(name, "yaml", artifact.text, lambda t: list(yaml.safe_load_all(t))))
+            if name == "kubernetes.yaml":
+                results.append(_kubernetes(artifact))
+    return results
+
+
+def _parse(name: str, tool: str, text: str, parse: Any) -> Validation:
+    try:
+        parse(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is the finding
+        return Validation(artifact=name, tool=tool, ok=False, detail=str(exc)[:300])
+    return Validation(artifact=name, tool=tool, ok=True)
+
+
+def _run(name: str, argv: list[str], text: str, tool: str) -> Validation:
+    with tempfile.NamedTemporaryFile("w", suffix=Path(name).suffix) as handle:
+        handle.write(text)
+        handle.flush()
+        out = subprocess.run([*argv, handle.name], capture_output=True, text=True, timeout=60)
+    return Validation(artifact=name, tool=tool, ok=out.returncode == 0, detail=(out.stderr or out.stdout).strip()[:500])
+
+
+def _systemd_verify(artifact: Artifact) -> Validation:
+    if shutil.which("systemd-analyze") is None:
+        return Validation(artifact=artifact.name, tool="systemd-analyze", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / artifact.name
+        path.write_text(artifact.text)
+        out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)], capture_output=True, text=True,
+                             timeout=60)
+    # verify also complains about the host (a missing ExecStart binary, unknown users): keep only the unit's own lines
+    problems = [line for line in (out.stderr + out.stdout).splitlines()
+                if artifact.name in line and "is not executable" not in line and "No such file" not in line]
+    return Validation(artifact=artifact.name, tool="systemd-analyze verify", ok=not problems, detail="\n".join(problems))
+
+
+def _with_pod_templates(docs: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
+    """Core objects as they are; a LeaderWorkerSet (a CRD the core schemas lack) is checked for its required
+    fields and its leader/worker pod templates are validated as core PodTemplates."""
+    out = []
+    for doc in docs:
+        if doc.get("kind") != "LeaderWorkerSet":
+            out.append(doc)
+            continue
+        template = doc.get("spec", {}).get("leaderWorkerTemplate", {})
+        if not isinstance(template.get("size"), int) or template["size"] < 2:
+            problems.append("LeaderWorkerSet: leaderWorkerTemplate.size must be an integer >= 2")
+        for role in ("leaderTemplate", "workerTemplate"):
+            if role not in template:
+                problems.append(f"LeaderWorkerSet: {role} missing")
+                continue
+            out.append({"apiVersion": "v1", "kind": "PodTemplate",
+                        "metadata": {"name": f"{doc['metadata']['name']}-{role.lower()}"}, "template": template[role]})
+    return out
+
+
+def _kubernetes(artifact: Artifact) -> Validation:
+    try:
+        import kubernetes_validate
+    except ImportError:
+        return Validation(artifact=artifact.name, tool="kubernetes-validate", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
+    problems = []
+    for doc in _with_pod_templates(list(yaml.safe_load_all(artifact.text)), problems):
+        try:
+            kubernetes_validate.validate(doc, desired_version="1.32", strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"{doc.get('kind')}: {exc.message} at {'/'.join(map(str, exc.path))}")
+        except Exception as exc:  # noqa: BLE001 - schema version missing etc.
+            problems.append(f"{doc.get('kind')}: {exc}")
+    return Validation(artifact=artifact.name, tool="kubernetes-validate (k8s 1.32 schemas, strict)", ok=not problems,
+                      detail="; ".join(problems)[:800])
+
+
+def _dockerfile(artifact: Artifact) -> Validation:
+    """Parsed with dockerfile-parse: one FROM, exec-form ENTRYPOINT, a HEALTHCHECK, no secrets in ENV/ARG."""
+    try:
+        from dockerfile_parse import DockerfileParser
+    except ImportError:
+        return Validation(artifact=artifact.name, tool="dockerfile-parse", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
+    with tempfile.TemporaryDirectory() as tmp:
+        parser = DockerfileParser(path=tmp)
+        parser.content = artifact.text
+        instructions = [i["instruction"] for i in parser.structure]
+        entry = next((i["value"] for i in parser.structure if i["instruction"] == "ENTRYPOINT"), "")
+        problems = []
+        if instructions.count("FROM") != 1:
+            problems.append(f"{instructions.count('FROM')} FROM instructions")
+        if not entry.startswith("["):
+            problems.append("ENTRYPOINT is not in exec form (signals would not reach the server)")
+        if "HEALTHCHECK" not in instructions:
+            problems.append("no HEALTHCHECK")
+        secret_env = [k for k in parser.envs if any(w in k.upper() for w in ("KEY", "TOKEN", "PASSWORD"))]
+        if secret_env:
+            problems.append(f"secret-looking ENV: {secret_env}")
+    return Validation(artifact=artifact.name, tool="dockerfile-parse", ok=not problems, detail="; ".join(problems))
+
+
+def _quadlet(artifact: Artifact) -> Validation:
+    """systemd-style INI with the [Container] keys quadlet needs (podman's generator is not installed here)."""
+    import configparser
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # keys are case-sensitive
+    try:
+        parser.read_string("\n".join(line for line in artifact.text.splitlines() if not line.startswith("#")))
+    except configparser.Error as exc:
+        return Validation(artifact=artifact.name, tool="ini parse", ok=False, detail=str(exc)[:300])
+    missing = [key for key in ("Image", "Exec", "PublishPort") if not parser.has_option("Container", key)]
+    return Validation(artifact=artifact.name, tool="ini parse + quadlet keys", ok=not missing,
+                      detail=f"missing {missing}" if missing else "")
+
+
+def _nix(artifact: Artifact) -> Validation:
+    """`nix-instantiate --parse` where Nix is installed (Debian: nix-bin)."""
+    if shutil.which("nix-instantiate") is None:
+        return Validation(artifact=artifact.name, tool="nix-instantiate --parse", ok=True,
+                          detail="not installed: skipped (apt-get install nix-bin)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / artifact.name
+        path.write_text(artifact.text)
+        out = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True, timeout=60)
+    return Validation(artifact=artifact.name, tool="nix-instantiate --parse", ok=out.returncode == 0,
+                      detail=out.stderr.strip()[:500])

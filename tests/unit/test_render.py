@@ -1,0 +1,173 @@
+"""`gptoss render`: the seeds' setups render every target, validate with real tools, carry the plan's engine
+args unchanged, never contain a secret, and never overwrite without --force."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gptoss_deploy.cli.main import main
+from gptoss_deploy.render.output import validate
+
+SETUPS = {
+    "4xl40s-20b-tp4": ["--profile", "4xL40S", "--model", "gpt-oss-20b", "--tp", "4"],
+    "gb10-120b": ["--profile", "dgx-spark", "--model", "gpt-oss-120b"],
+    "strix-halo-120b": ["--profile", "strix-halo-128gb", "--model", "gpt-oss-120b"],
+    "h100-120b": ["--profile", "h100", "--model", "gpt-oss-120b"],
+    "2x8xh100-120b": ["--profile", "8xh100", "--model", "gpt-oss-120b", "--nodes", "2", "--tp", "8"],
+}
+PLANTED_KEY = "sk-planted-render-7f3c9e"
+PLANTED_TOKEN = "hf_plantedRenderToken123"
+
+
+def contains(haystack: list[str], needle: list[str]) -> bool:
+    return any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
+
+
+def plan_json(setup: list[str], capsys: pytest.CaptureFixture[str]) -> dict:
+    assert main(["plan", *setup, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    key, token = tmp_path / "api_key", tmp_path / "hf_token"
+    key.write_text(PLANTED_KEY + "\n")
+    token.write_text(PLANTED_TOKEN + "\n")
+    monkeypatch.setenv("HF_TOKEN", PLANTED_TOKEN)
+    monkeypatch.setenv("API_KEY", PLANTED_KEY)
+    return str(key), str(token)
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_every_target_renders_validates_and_carries_the_plan(setup: str, tmp_path: Path, secrets: tuple[str, str],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    plan = plan_json(SETUPS[setup], capsys)
+    out = tmp_path / "out"
+    code = main(["render", "all", "--out", str(out), *SETUPS[setup], "--api-key-file", secrets[0],
+                 "--hf-token-file", secrets[1], "--public", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, [v for v in report["validation"] if not v["ok"]]
+    tools = {v["tool"] for v in report["validation"]}
+    assert "systemd-analyze verify" in tools and "bash -n" in tools
+    assert any(t.startswith("kubernetes-validate (") for t in tools)  # the real schemas, not skipped
+    args = plan["engine_args"]
+    if plan["engine"] == "llamacpp":
+        args = args[2:]  # the model reference is mapped into the container
+    compose = yaml.safe_load((out / "docker-compose.yml").read_text())
+    service = compose["services"]["gptoss"]
+    assert contains(service["command"], args)
+    assert service["ports"] == ["0.0.0.0:8000:8000"] and set(service["secrets"]) == {"api_key", "hf_token"}
+    assert compose["secrets"]["api_key"] == {"file": secrets[0]}
+    assert int(service["healthcheck"]["start_period"].rstrip("s")) >= 600
+    docs = list(yaml.safe_load_all((out / "kubernetes.yaml").read_text()))
+    if plan["nodes"] > 1:
+        lws, _service = docs
+        assert lws["kind"] == "LeaderWorkerSet" and lws["spec"]["leaderWorkerTemplate"]["size"] == plan["nodes"]
+        leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
+        assert leader["command"][:2] == ["sh", "-c"] and contains(shlex.split(leader["command"][2]), args)
+        assert "--pipeline-parallel-size" in args and "ray" in args
+        worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
+        assert "$(LWS_LEADER_ADDRESS)" in worker["command"][2]
+        assert contains(shlex.split((out / "ray-head.sh").read_text().splitlines()[-1]), args)
+        container = leader
+    else:
+        _pvc, deployment, _service = docs
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert contains(container["command"], args)
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # sized to the cold start
+    if plan["engine"] == "vllm":
+        dockerfile = (out / "Dockerfile").read_text()
+        assert f"FROM vllm/vllm-openai:v{plan['vllm']['version']}" in dockerfile
+        assert 'ENTRYPOINT ["/usr/local/bin/gptoss-entrypoint"]' in dockerfile
+        entrypoint = (out / "entrypoint.sh").read_text()
+        assert 'exec gptoss serve "$@"' in entrypoint and "PasswordAuthentication no" in entrypoint
+        assert "dockerfile-parse" in tools
+    quadlet = (out / "gptoss.container").read_text()
+    exec_line = next(line for line in quadlet.splitlines() if line.startswith("Exec="))
+    assert contains(shlex.split(exec_line.removeprefix("Exec=")), args)
+    nix = (out / "gptoss.nix").read_text()
+    assert all(f'"{a}"' in nix for a in args) and "services.gptoss" in nix
+    if shutil.which("nix-instantiate"):
+        assert "nix-instantiate --parse" in tools and not any("skipped" in v["detail"] for v in report["validation"])
+    runpod = json.loads((out / "runpod.json").read_text())
+    assert contains(shlex.split(runpod["dockerArgs"]), args) and runpod["ports"] == "8000/tcp"
+    script = (out / "docker-run.sh").read_text()
+    assert all(shlex.quote(a) in script for a in args) and "--privileged" not in script
+    unit = (out / "gptoss.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "KillMode=mixed" in unit
+    assert "DevicePolicy=closed" in unit and "LoadCredential=api_key:" + secrets[0] in unit
+    if plan["engine"] == "vllm":
+        v = plan["vllm"]
+        for flag, value in (("--max-model-len", v["max_model_len"]), ("--tensor-parallel-size", v["tensor_parallel_size"]),
+                            ("--gpu-memory-utilization", v["gpu_memory_utilization"])):
+            assert f"{flag} {value}" in unit
+    assert (out / "README.md").exists() and (out / "monitoring" / "alerts.yml").exists()
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert PLANTED_KEY not in text and PLANTED_TOKEN not in text, path
+            assert text.startswith(("#", "{", ">")) or path.suffix == ".json", path
+            if path.suffix != ".json":
+                assert "gpt-oss-deploy" in text.splitlines()[0] + text.splitlines()[1], path
+
+
+def test_vendor_specifics_amd_strix_halo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "all", "--out", str(tmp_path), *SETUPS["strix-halo-120b"], "--json"]) == 0
+    capsys.readouterr()
+    compose = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())["services"]["gptoss"]
+    assert compose["devices"] == ["/dev/kfd", "/dev/dri"] and "deploy" not in compose
+    assert compose["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
+    assert compose["healthcheck"]["test"][1:3] == ["sh", "-c"]  # llama.cpp's image has curl, not Python
+    assert compose["ports"] == ["127.0.0.1:8000:8000"]  # not public unless asked
+    unit = (tmp_path / "gptoss.service").read_text()
+    assert "DeviceAllow=/dev/kfd rw" in unit and "--engine llamacpp" in unit
+    nix = (tmp_path / "gptoss.nix").read_text()
+    assert 'HSA_OVERRIDE_GFX_VERSION = "11.5.1"' in nix and 'HSA_ENABLE_SDMA = "0"' in nix
+    assert 'KERNEL=="kfd"' in nix and "# boot.kernelParams = [ \"amd_iommu=off\" \"amdgpu.gttsize=" in nix
+    assert "cfg.model" in nix and 'default = "ggml-org/gpt-oss-120b-GGUF"' in nix
+    k8s = list(yaml.safe_load_all((tmp_path / "kubernetes.yaml").read_text()))[1]
+    assert k8s["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"amd.com/gpu": 1}
+
+
+def test_no_overwrite_without_force_then_bak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["render", "docker", "--out", str(tmp_path), *SETUPS["h100-120b"]]
+    (tmp_path / "docker-run.sh").write_text("mine\n")
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err and (tmp_path / "docker-run.sh").read_text() == "mine\n"
+    assert main([*argv, "--force"]) == 0
+    assert (tmp_path / "docker-run.sh.bak").read_text() == "mine\n"
+    assert "docker run" in (tmp_path / "docker-run.sh").read_text()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["render", "docker", "--public", *SETUPS["h100-120b"]], "needs an API key"),
+    (["render", "nosuch", *SETUPS["h100-120b"]], "invalid choice"),
+    (["render", "docker", "--profile", "h100", "--model", "unsloth/gpt-oss-120b-BF16", "--engine", "vllm"],
+     "does not fit"),
+])
+def test_bad_input_exit_2(argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) if "nosuch" in argv else contextlib.nullcontext():
+        code = main([*argv, "--out", str(tmp_path)])
+        assert code == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_validation_catches_broken_artifacts() -> None:
+    from gptoss_deploy.render.targets import Artifact
+
+    bad_unit = Artifact("x.service", "[Service]\nType=notify\nExecStart=/bin/true\nKillMode=sometimes\n")
+    bad_k8s = Artifact("kubernetes.yaml", yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment",
+                                                          "metadata": {"name": "x"}, "spec": {"replicas": "one"}}))
+    results = {(r.artifact, r.tool.split(" ")[0]): r for r in validate([bad_unit, bad_k8s])}
+    assert not results[("x.service", "systemd-analyze")].ok
+    assert not results[("kubernetes.yaml", "kubernetes-validate")].ok
