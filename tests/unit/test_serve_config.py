@@ -197,6 +197,9 @@ def test_missing_engines_are_clear_errors(tmp_path: Path) -> None:
     ("ValueError: To serve at least one request with the model's max seq len (131072), (5.14 GiB KV cache is "
      "needed, which is larger than the available KV cache memory (4.30 GiB). Based on the available memory, the "
      "estimated maximum model length is 107520. Try increasing", "kv_too_small", "--max-model-len 107520"),
+    ("  Value error, User-specified max_model_len (200000) is greater than the derived max_model_len "
+     "(max_position_embeddings=131072.0 or model_max_length=None in model's config.json).", "max_len_over_model",
+     "lower --max-model-len"),
     ("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization`",
      "no_kv_memory", "--gpu-memory-utilization"),
     ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "oom", "--max-num-batched-tokens"),

@@ -61,6 +61,7 @@ class BenchConfig(BaseModel):
     timeout_s: float = 600.0
     server_log: Path | None = None
     save_detailed: bool = False
+    continuous_usage: bool = True  # vLLM's per-chunk usage: tokens per chunk and per-token ITL
 
     @property
     def api(self) -> str:
@@ -83,7 +84,9 @@ class BenchConfig(BaseModel):
 def request_body(config: BenchConfig, model: str, prompt: Prompt) -> dict[str, Any]:
     """The JSON for one streamed request (usage on; vLLM's continuous usage gives tokens per chunk)."""
     body: dict[str, Any] = {"model": model, "max_tokens": prompt.max_tokens, "stream": True,
-                            "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+                            "stream_options": {"include_usage": True}}
+    if config.continuous_usage:
+        body["stream_options"]["continuous_usage_stats"] = True
     if config.api == "chat":
         body["messages"] = [{"role": "user", "content": prompt.text}]
         if config.reasoning_effort:

@@ -68,6 +68,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     stats.add_argument("--plot", help="write PNG plots (throughput, TTFT/TPOT vs concurrency) to this folder")
     stats.add_argument("--server-log", help="the engine's log, to flag JIT compilation / preemption during the run "
                                             "(found automatically for a local `gptoss serve`)")
+    stats.add_argument("--no-continuous-usage", dest="continuous_usage", action="store_false",
+                       help="do not ask vLLM for usage in every chunk (then tokens per chunk are not known and the "
+                            "per-token ITL assumes one token per chunk; the request matches vllm bench serve's)")
     stats.add_argument("--timeout", type=positive_float, default=600.0, help="seconds per request (default 600)")
     p.set_defaults(handler=run)
 
@@ -127,7 +130,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
                        reasoning_effort=args.reasoning_effort, percentiles=parse_percentiles(args.percentiles),
                        goodput_slos_ms=parse_goodput(args.goodput), label=args.label, timeout_s=args.timeout,
                        server_log=Path(args.server_log) if args.server_log else None,
-                       save_detailed=args.save_detailed)
+                       save_detailed=args.save_detailed, continuous_usage=args.continuous_usage)
 
 
 def _progress(phase: str, done: int, total: int) -> None:

@@ -8,10 +8,11 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from gptoss_deploy import __version__
-from gptoss_deploy.cli import (bench_cmd, check_cmd, cost_cmd, demo_cmd, hardware_cmd, plan_cmd, render_cmd,
-                               serve_cmd, vocab_cmd)
+from gptoss_deploy.cli import (bench_cmd, check_cmd, cost_cmd, demo_cmd, doctor_cmd, gguf_cmd, hardware_cmd,
+                               plan_cmd, render_cmd, serve_cmd, try_cmd, vocab_cmd)
 
-COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, hardware_cmd, vocab_cmd, demo_cmd)
+COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
+            hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if extra:
         if not hasattr(args, "extra_engine_args"):
-            parser.error("arguments after `--` are only for `gptoss serve`")
+            parser.error("arguments after `--` are only for `gptoss serve` and `gptoss try`")
         args.extra_engine_args = extra
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:

@@ -52,6 +52,9 @@ FAILURES: dict[str, Failure] = {
     "kv_too_small": Failure("the KV cache cannot hold one request of max_model_len",
                             "use --max-model-len {estimated_max_len} (the longest vLLM says fits), or a higher "
                             "--gpu-memory-utilization / lower --max-num-batched-tokens, or more tensor parallelism"),
+    "max_len_over_model": Failure("max_model_len is longer than the model's maximum context "
+                                  "(max_position_embeddings)",
+                                  "lower --max-model-len to the model's maximum (`gptoss plan` shows it)"),
     "no_kv_memory": Failure("no memory is left for the KV cache after the weights and activations",
                             "raise --gpu-memory-utilization, lower --max-num-batched-tokens, or use more GPUs (TP)"),
     "oom": Failure("the engine ran out of memory while starting",
@@ -114,6 +117,8 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("vllm", r"Application startup complete", Phase.READY),
     _p("vllm", r"estimated maximum model length is (?P<estimated_max_len>\d+)"),
     _p("vllm", r"To serve at least one request with the model's max seq len", Phase.FAILED, "kv_too_small"),
+    _p("vllm", r"User-specified max_model_len \(\d+\) is greater than the derived max_model_len", Phase.FAILED,
+       "max_len_over_model"),
     _p("vllm", r"No available memory for the cache blocks", Phase.FAILED, "no_kv_memory"),
     _p("vllm", r"(?:CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError)", Phase.FAILED, "oom"),
     _p("vllm", r"Free memory on device .* is less than desired GPU memory utilization", Phase.FAILED, "memory_busy"),

@@ -1,0 +1,67 @@
+"""`gptoss doctor`: read-only preflight of this host for a model (and a deployment target)."""
+
+from __future__ import annotations
+
+import argparse
+
+from gptoss_deploy.cli.args import positive_int
+
+EXAMPLES = """examples:
+  gptoss doctor                                   # gpt-oss-120b on this host
+  gptoss doctor --model gpt-oss-20b --target docker --json
+Doctor only reads (sysfs, /proc, NVML, /dev, disks, variable *names*); it never changes the host.
+exit codes: 0 nothing failed (warnings allowed), 1 a check failed, 2 bad input.
+"""
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `doctor`."""
+    p = commands.add_parser("doctor", parents=[common], help="check this host before serving (read-only)",
+                            description="Preflight: GPU and driver vs the engine, container toolkit, Strix Halo "
+                                        "kernel/GTT/devices, unified memory, disk, shared memory, RAM, port, HF token "
+                                        "(presence only), harmony vocab, installed engines vs known issues.",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", default="gpt-oss-120b", help="model to check for (catalog id, path, .gguf)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--target", choices=["docker", "compose", "image", "systemd", "kubernetes"],
+                   help="how it will be deployed (adds the container checks for docker/compose/image)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Gather, plan, judge, print; 1 when a check failed."""
+    from gptoss_deploy.data import load
+    from gptoss_deploy.doctor import checks, facts
+    from gptoss_deploy.models.resolve import resolve_model
+    from gptoss_deploy.plan.planner import make_plan
+    from gptoss_deploy.plan.types import PlanRequest
+
+    model = resolve_model(args.model)
+    host_facts = facts.gather(port=args.port)
+    request = PlanRequest(vllm_version=host_facts.vllm_version) if host_facts.vllm_version else PlanRequest()
+    plan = make_plan(model, host_facts.host, request, with_alternatives=False)
+    gated = False if model.source == "catalog" else None
+    results = checks.run(host_facts, plan, model, args.target, gated, load("engine_facts").get("vllm_cuda", []))
+    if args.json:
+        from gptoss_deploy.cli.output import emit_json
+
+        emit_json({"model": model.id, "checks": [r.model_dump() for r in results]})
+    else:
+        _render(results)
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
+def _render(results) -> None:  # noqa: ANN001 - list[DoctorCheck]
+    from rich.table import Table
+
+    from gptoss_deploy.cli.output import console, message
+
+    colours = {"pass": "green", "warn": "yellow", "fail": "red"}
+    table = Table(title_justify="left")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(r.name, f"[{colours[r.status]}]{r.status}[/]", r.detail, r.fix or "")
+    console().print(table)
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "warn", "fail")}
+    message(", ".join(f"{n} {s}" for s, n in counts.items()))

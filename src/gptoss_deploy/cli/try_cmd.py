@@ -1,0 +1,101 @@
+"""`gptoss try`: run a ranked ladder of serving attempts until one is ready and passes `gptoss check`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int, read_key_file
+
+EXAMPLES = """examples:
+  gptoss try --model gpt-oss-120b --dry-run                  # print the ladder
+  gptoss try --model gpt-oss-120b --gguf ./gpt-oss-120b-mxfp4-00001-of-00003.gguf --bench
+  gptoss try --model gpt-oss-120b --resume                   # skip rungs that already failed
+  gptoss try --model ./my-model -- --dtype bfloat16          # extra engine arguments for every vLLM rung
+Every attempt (command with secrets masked, duration, outcome, log excerpt, plan vs actual) goes to the journal.
+exit codes: 0 a rung is ready and passed the check, 1 every rung failed, 2 bad input.
+"""
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Add `try`."""
+    p = commands.add_parser("try", parents=[common], help="try serving setups in order until one works",
+                            description="Build a ranked ladder from the plan (as requested -> planned -> smaller batch "
+                                        "-> shorter context -> eager -> llama.cpp), run each through `gptoss serve` "
+                                        "with a deadline, classify failures, stop at the first that serves and "
+                                        "passes `gptoss check`.",
+                            epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", "-m", default="gpt-oss-120b", help="catalog id, Hub id, model directory or .gguf")
+    add_engine_knobs(p)
+    p.add_argument("--gguf", help="GGUF (first shard) for the llama.cpp rung (default: the model's known GGUF)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--served-model-name")
+    p.add_argument("--api-key-file", help="file holding the API key (or env API_KEY)")
+    p.add_argument("--vllm-python", help="Python interpreter with vLLM installed")
+    p.add_argument("--llama-server", help="llama-server binary")
+    p.add_argument("--rung-timeout", type=positive_float, help="seconds each rung may take to become ready "
+                                                               "(default: by model size)")
+    p.add_argument("--journal", default="gptoss-try.jsonl", help="attempt journal (JSONL, appended)")
+    p.add_argument("--resume", action="store_true", help="skip rungs already in the journal")
+    p.add_argument("--dry-run", action="store_true", help="print the ladder, start nothing")
+    p.add_argument("--no-check", action="store_true", help="ready is enough (skip `gptoss check`)")
+    p.add_argument("--bench", action="store_true", help="benchmark the rung that works (8 requests, concurrency 2)")
+    p.set_defaults(handler=run, extra_engine_args=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan the ladder, then run it (or print it)."""
+    import os
+    from pathlib import Path
+
+    from gptoss_deploy.cli.output import emit_json, message
+    from gptoss_deploy.serve.config import resolve_settings
+    from gptoss_deploy.serve.service import ServeInputs, require_port_free
+    from gptoss_deploy.trial.ladder import Ladder, build_ladder
+    from gptoss_deploy.vocab import cache_root
+
+    flags = {"model": args.model, "engine": args.engine, "max_model_len": args.max_model_len,
+             "tensor_parallel_size": args.tensor_parallel_size, "gpu_memory_utilization": args.gpu_memory_utilization,
+             "kv_cache_dtype": args.kv_cache_dtype, "max_num_seqs": args.max_num_seqs,
+             "max_num_batched_tokens": args.max_num_batched_tokens, "port": args.port,
+             "served_model_name": args.served_model_name, "enable_auto_tool_choice": False if args.no_tools else None,
+             "show_loading_progress": False,
+             "api_key": read_key_file(args.api_key_file) if args.api_key_file else None}
+    settings = resolve_settings(flags, os.environ)
+    inputs = ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
+                         extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
+                         force=args.force)
+    rungs, plan_error = build_ladder(settings, inputs, args.gguf)
+    if args.dry_run:
+        if args.json:
+            emit_json([vars(r) for r in rungs])
+        else:
+            for number, rung in enumerate(rungs, 1):
+                changes = {**rung.settings, **rung.inputs, **{f"{k} (verbatim)": v for k, v in rung.verbatim.items()}}
+                print(f"{number}. {rung.name}: {changes or 'as planned'}\n   expected failure: {rung.expected}")
+        return 0
+    require_port_free(settings.host, settings.port)
+    ladder = Ladder(settings, inputs, rungs, Path(args.journal), args.rung_timeout, cache_root() / "logs",
+                    run_check=not args.no_check, bench=args.bench,
+                    say=lambda text: print(text, file=sys.stderr, flush=True))
+    attempts = ladder.run(resume=args.resume)
+    if args.json:
+        emit_json([a.model_dump() for a in attempts])
+    else:
+        _summary(attempts)
+    message(f"journal: {args.journal}")
+    return 0 if attempts and attempts[-1].outcome == "ready" else 1
+
+
+def _summary(attempts) -> None:  # noqa: ANN001 - list[Attempt]
+    from rich.table import Table
+
+    from gptoss_deploy.cli.output import console
+
+    table = Table(title="gptoss try", title_justify="left")
+    for column in ("rung", "expected failure", "outcome", "seconds", "detail"):
+        table.add_column(column, overflow="fold")
+    for a in attempts:
+        colour = "green" if a.outcome == "ready" else "red"
+        table.add_row(a.rung, a.expected, f"[{colour}]{a.outcome}[/]", f"{a.duration_s:.0f}", a.detail[:160])
+    console().print(table)

@@ -1,0 +1,251 @@
+"""Build the ladder from the plan, run each rung through `gptoss serve`'s machinery, journal every attempt.
+
+Rungs, best first: what you asked for (verbatim, when the planner changed it) -> the plan -> a smaller batch
+(MNBT / memory utilisation) -> a shorter context -> eager mode -> llama.cpp with the GGUF and computed
+--n-cpu-moe. Each names the failure it guards against. A rung is tried with a deadline; the outcome is the serve
+failure classifier's (OOM, unsupported architecture, sinks assertion, tool parser, hang, ...). The first rung that
+becomes ready and passes `gptoss check` wins; the engine is then stopped (or benchmarked first with --bench).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gptoss_deploy.errors import GptossError, InputError
+from gptoss_deploy.serve.config import ServeSettings
+from gptoss_deploy.serve.service import Prepared, ServeInputs
+
+VERBATIM_FLAGS = {"max_model_len": "--max-model-len", "max_num_batched_tokens": "--max-num-batched-tokens",
+                  "gpu_memory_utilization": "--gpu-memory-utilization", "max_num_seqs": "--max-num-seqs"}
+
+
+@dataclass
+class Rung:
+    """One attempt: settings and inputs relative to the base, and what is expected to go wrong."""
+
+    name: str
+    expected: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    verbatim: dict[str, Any] = field(default_factory=dict)  # flags forced onto the argv, unchecked
+
+
+class Attempt(BaseModel):
+    """A journal record."""
+
+    kind: str = "attempt"
+    key: str
+    rung: str
+    expected: str
+    started: str
+    duration_s: float
+    outcome: str  # ready, check_failed, or a failure class (oom, unsupported_arch, hang, timeout, ...)
+    detail: str = ""
+    command: str | None = None  # masked argv + env, as a person would read it
+    log: str | None = None
+    log_excerpt: str = ""
+    plan_vs_actual: list[dict[str, Any]] = Field(default_factory=list)
+    check: dict[str, int] | None = None
+    bench: dict[str, Any] | None = None
+
+
+def build_ladder(base: ServeSettings, inputs: ServeInputs, gguf: str | None) -> tuple[list[Rung], str | None]:
+    """The rungs for these settings, and the plan-time error when the settings as given cannot be planned."""
+    from gptoss_deploy.serve.service import prepare
+
+    requested = {k: getattr(base, k) for k in VERBATIM_FLAGS if getattr(base, k) is not None}
+    planned_settings = base.model_copy(update={k: None for k in requested})
+    rungs: list[Rung] = []
+    plan_error = None
+    try:
+        prepared = prepare(base, inputs.__class__(**(vars(inputs) | {"require_engine": False})))
+        planned = prepared.plan
+    except InputError as exc:  # the settings as given are refused by the planner: try them verbatim first
+        plan_error = exc.message
+        prepared = prepare(planned_settings, inputs.__class__(**(vars(inputs) | {"require_engine": False})))
+        planned = prepared.plan
+        rungs.append(Rung("as requested", f"the planner refused it: {exc.message}", verbatim=requested))
+    reset = {k: None for k in requested} if plan_error else {}  # later rungs start from the planner's values
+    rungs.append(Rung("planned", _expected_for_plan(prepared), settings=dict(reset)))
+    if planned.vllm is not None:
+        v = planned.vllm
+        smaller = {"max_num_batched_tokens": max(256, v.max_num_batched_tokens // 2)}
+        if planned.memory is not None and planned.host and not planned.host.startswith("CPU"):
+            smaller["gpu_memory_utilization"] = round(max(0.5, v.gpu_memory_utilization - 0.05), 2)
+        shorter = smaller | {"max_model_len": max(4096, v.max_model_len // 2)}
+        rungs.append(Rung("smaller batch", "activation / CUDA-graph memory OOM at startup (profile_run)",
+                          settings=reset | smaller))
+        rungs.append(Rung("shorter context", "KV cache too small for max_model_len", settings=reset | shorter))
+        rungs.append(Rung("eager", "CUDA graph capture OOM or hang (torch.compile / capture)",
+                          settings=reset | shorter, inputs={"enforce_eager": True}))
+    if gguf or planned.engine == "vllm":
+        rungs.append(Rung("llama.cpp", "no vLLM path on this GPU/driver; slower but broad (GGUF, --n-cpu-moe "
+                          "offload computed by the planner)",
+                          settings=reset | {"engine": "llamacpp", "model": gguf or base.model, "max_model_len": None}))
+    return rungs, plan_error
+
+
+def _expected_for_plan(prepared: Prepared) -> str:
+    plan = prepared.plan
+    risks = [f"{hit.id}: {hit.effect}" for hit in plan.issues if hit.severity != "info"]
+    return "; ".join(risks[:2]) or "none known (the plan fits with margin)"
+
+
+def rung_key(settings: ServeSettings, rung: Rung) -> str:
+    """What identifies an attempt for --resume: model, engine settings and the rung."""
+    payload = json.dumps({"model": settings.model, "rung": rung.name, "settings": rung.settings,
+                          "verbatim": rung.verbatim, "inputs": rung.inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def force_flags(argv: list[str], values: dict[str, Any]) -> list[str]:
+    """Set each flag to the given value in an argv list (replacing or appending)."""
+    out = list(argv)
+    for setting, value in values.items():
+        flag = VERBATIM_FLAGS[setting]
+        if flag in out:
+            out[out.index(flag) + 1] = str(value)
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def classify(exc: BaseException, failure: str | None) -> tuple[str, str]:
+    """(outcome, detail) for a failed start: the serve classifier's class, else timeout / hang / exit."""
+    message = exc.message if isinstance(exc, GptossError) else str(exc)
+    if failure:
+        return failure, message.split("\n")[0]
+    if " hung: " in message:
+        return "hang", message.split("\n")[0]
+    if "not ready after" in message:
+        return "timeout", message.split("\n")[0]
+    if "is not installed" in message or "was not found" in message or "not found" in message:
+        return "engine_missing", message.split("\n")[0]
+    if isinstance(exc, InputError):
+        return "refused", message.split("\n")[0]
+    return "exited", message.split("\n")[0]
+
+
+class Ladder:
+    """Runs rungs in order and journals each attempt."""
+
+    def __init__(self, base: ServeSettings, inputs: ServeInputs, rungs: list[Rung], journal: Path,
+                 deadline_s: float | None, log_dir: Path, run_check: bool = True, bench: bool = False,
+                 say: Any = print) -> None:
+        self.base, self.inputs, self.rungs, self.journal = base, inputs, rungs, journal
+        self.deadline_s, self.log_dir, self.run_check, self.bench, self.say = deadline_s, log_dir, run_check, bench, say
+
+    def done_keys(self) -> set[str]:
+        """Rungs that already failed (for --resume; a rung that worked is worth running again)."""
+        from gptoss_deploy.bench.journal import read_journal
+
+        if not self.journal.exists():
+            return set()
+        return {r["key"] for r in read_journal(self.journal)
+                if r.get("kind") == "attempt" and r.get("outcome") not in ("ready", "skipped")}
+
+    def run(self, resume: bool = False) -> list[Attempt]:
+        """Try rungs until one is ready and passes the check; returns this run's attempts."""
+        from gptoss_deploy.bench.journal import Journal
+
+        skip = self.done_keys() if resume else set()
+        attempts: list[Attempt] = []
+        vllm_missing = False
+        with Journal(self.journal) as journal:
+            for rung in self.rungs:
+                key = rung_key(self.base, rung)
+                if key in skip:
+                    self.say(f"[try] {rung.name}: already tried (--resume), skipped")
+                    continue
+                if vllm_missing and rung.settings.get("engine") != "llamacpp":
+                    attempt = Attempt(key=key, rung=rung.name, expected=rung.expected, started=_now(), duration_s=0.0,
+                                      outcome="skipped", detail="vLLM is not available here (see the first attempt)")
+                    journal.append(attempt.model_dump())
+                    attempts.append(attempt)
+                    self.say(f"[try] {rung.name}: skipped (vLLM is not available)")
+                    continue
+                self.say(f"[try] {rung.name}: expecting {rung.expected}")
+                attempt = self.attempt(rung, key)
+                vllm_missing = vllm_missing or (attempt.outcome == "engine_missing"
+                                                and rung.settings.get("engine") != "llamacpp")
+                journal.append(attempt.model_dump())
+                attempts.append(attempt)
+                self.say(f"[try] {rung.name}: {attempt.outcome} in {attempt.duration_s:.0f} s"
+                         + (f" ({attempt.detail[:200]})" if attempt.detail and attempt.outcome != "ready" else ""))
+                if attempt.outcome == "ready":
+                    break
+        return attempts
+
+    def attempt(self, rung: Rung, key: str) -> Attempt:
+        """One rung: prepare, start with a deadline, check, (bench), stop."""
+        from gptoss_deploy.serve.service import prepare
+        from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor, ready_timeout_for
+
+        started = time.monotonic()
+        record: dict[str, Any] = {"key": key, "rung": rung.name, "expected": rung.expected,
+                                  "started": _now()}
+        settings = self.base.model_copy(update=rung.settings)
+        inputs = self.inputs.__class__(**(vars(self.inputs) | rung.inputs | {"force": self.inputs.force or bool(rung.verbatim)}))
+        if rung.settings.get("engine") == "llamacpp":
+            inputs.extra_args = []  # `--` arguments are vLLM's
+        supervisor = None
+        try:
+            prepared = prepare(settings if not rung.verbatim else settings.model_copy(
+                update={k: None for k in rung.verbatim}), inputs)
+            if rung.verbatim:
+                prepared.launch.argv = force_flags(prepared.launch.argv, rung.verbatim)
+            record["command"] = prepared.launch.describe()
+            log = self.log_dir / f"try-{settings.port}-{rung.name.replace(' ', '-').replace('.', '')}.log"
+            record["log"] = str(log)
+            options = SuperviseOptions(ready_timeout_s=self.deadline_s or ready_timeout_for(prepared.model.checkpoint_bytes))
+            supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log, options)
+            report = supervisor.start()
+            record["plan_vs_actual"] = [c.model_dump() for c in report.plan_vs_actual]
+            record["outcome"] = "ready"
+            if self.run_check:
+                record |= self._check(prepared)
+            if record["outcome"] == "ready" and self.bench:
+                record["bench"] = self._bench(prepared)
+        except (GptossError, OSError) as exc:
+            failure = supervisor.engine.state.failure if supervisor and supervisor.engine else None
+            record["outcome"], record["detail"] = classify(exc, failure)
+            if supervisor is not None and supervisor.report is not None:
+                record["plan_vs_actual"] = [c.model_dump() for c in supervisor.report.plan_vs_actual]
+        finally:
+            if supervisor is not None:
+                record["log_excerpt"] = supervisor.sink.tail(1200)
+                supervisor.stop()
+        record["duration_s"] = round(time.monotonic() - started, 1)
+        return Attempt(**record)
+
+    @staticmethod
+    def _check(prepared: Prepared) -> dict[str, Any]:
+        from gptoss_deploy.check.runner import run_checks
+
+        report = run_checks(prepared.endpoint.base_url, api_key=prepared.endpoint.api_key,
+                            model=prepared.endpoint.served_name, timeout_s=120)
+        counts = report.counts()
+        failed = [f"{r.group}/{r.name}: {r.reason}" for r in report.results if r.status == "fail"]
+        return {"check": counts, "outcome": "check_failed" if failed else "ready", "detail": "; ".join(failed)[:500]}
+
+    @staticmethod
+    def _bench(prepared: Prepared) -> dict[str, Any]:
+        from gptoss_deploy.bench.runner import BenchConfig, run_benchmark
+
+        result = run_benchmark(BenchConfig(url=prepared.endpoint.base_url, api_key=prepared.endpoint.api_key,
+                                           model=prepared.endpoint.served_name, num_prompts=8, input_len=128,
+                                           output_len=64, max_concurrency=2, warmups=2))
+        return {k: result[k] for k in ("output_throughput", "median_ttft_ms", "median_tpot_ms", "completed")}

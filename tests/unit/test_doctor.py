@@ -1,0 +1,129 @@
+"""`gptoss doctor` judgements driven by captured readings of the seeds' machines: a 4x L40S host (NVML), a GB10
+(NVML memory "Not Supported", unified), a Strix Halo on a 6.8 kernel (sysfs), and this CPU-only machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gptoss_deploy.cli.main import main
+from gptoss_deploy.data import load
+from gptoss_deploy.doctor import checks
+from gptoss_deploy.doctor.facts import DeviceNode, HostFacts
+from gptoss_deploy.hardware.amd import detect_amd
+from gptoss_deploy.hardware.cpu import detect_cpu, read_meminfo
+from gptoss_deploy.hardware.nvidia import CapturedNvmlDevice, gpu_from_nvml
+from gptoss_deploy.hardware.types import GIB, Host
+from gptoss_deploy.models.resolve import resolve_model
+from gptoss_deploy.plan.planner import make_plan
+from gptoss_deploy.plan.types import PlanRequest
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "sysfs"
+VLLM_CUDA = load("engine_facts")["vllm_cuda"]
+
+
+def facts_for(host: Host, root: Path, **extra: object) -> HostFacts:
+    meminfo = read_meminfo(root)
+    base = dict(host=host, mem_total_bytes=meminfo.get("MemTotal"), mem_available_bytes=meminfo.get("MemAvailable"),
+                cache_dir="/data/hf", disk_free_bytes=500 * GIB, shm_bytes=16 * GIB, vocab_installed=True,
+                vllm_version="0.32.0", llama_server="/usr/local/bin/llama-server")
+    return HostFacts(**(base | extra))
+
+
+def judge(facts: HostFacts, model: str = "gpt-oss-120b", target: str | None = None,
+          request: PlanRequest | None = None) -> dict[str, checks.DoctorCheck]:
+    spec = resolve_model(model)
+    plan = make_plan(spec, facts.host, request or PlanRequest(vllm_version=facts.vllm_version), with_alternatives=False)
+    return {c.name: c for c in checks.run(facts, plan, spec, target, False, VLLM_CUDA)}
+
+
+def l40s_host() -> Host:
+    root = FIXTURES / "l40s-host"
+    gpus = [gpu_from_nvml(CapturedNvmlDevice("NVIDIA L40S", 46_068 * 1024**2, (8, 9)), root) for _ in range(4)]
+    return Host(gpus=gpus, cpu=detect_cpu(root), ram_bytes=read_meminfo(root)["MemTotal"], source="captured")
+
+
+def test_l40s_host_driver_cuda_against_the_vllm_wheel() -> None:
+    root = FIXTURES / "l40s-host"
+    old = judge(facts_for(l40s_host(), root, driver="550.127.05", cuda="12.4"))
+    assert old["nvidia driver"].status == "fail" and ">= 580" in old["nvidia driver"].fix
+    new = judge(facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0"))
+    assert new["nvidia driver"].status == "pass" and new["gpu"].detail.startswith("4 x NVIDIA L40S")
+    assert new["plan"].status == "pass"
+
+
+def test_container_toolkit_only_for_container_targets() -> None:
+    root = FIXTURES / "l40s-host"
+    bare = facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0", docker=True)
+    assert "nvidia container toolkit" not in judge(bare)
+    missing = judge(bare, target="docker")["nvidia container toolkit"]
+    assert missing.status == "fail" and "nvidia-ctk" in missing.fix
+    with_cdi = facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0", docker=True,
+                         cdi_specs=["/etc/cdi/nvidia.yaml"])
+    assert judge(with_cdi, target="compose")["nvidia container toolkit"].status == "pass"
+    assert judge(facts_for(l40s_host(), root), target="docker")["docker"].status == "fail"
+
+
+def test_shared_memory_for_tensor_parallel() -> None:
+    root = FIXTURES / "l40s-host"
+    small = facts_for(l40s_host(), root, driver="580", cuda="13.0", shm_bytes=64 * 2**20)
+    result = judge(small, request=PlanRequest(vllm_version="0.32.0", tensor_parallel_size=2))
+    assert result["shared memory"].status == "fail" and "--shm-size" in result["shared memory"].fix
+
+
+def test_gb10_unified_memory_and_page_cache_advice() -> None:
+    root = FIXTURES / "gb10"
+    gpu = gpu_from_nvml(CapturedNvmlDevice("NVIDIA GB10", None, (12, 1)), root)
+    host = Host(gpus=[gpu], cpu=detect_cpu(root), ram_bytes=read_meminfo(root)["MemTotal"], source="captured")
+    facts = facts_for(host, root, driver="580.95.05", cuda="13.0")
+    result = judge(facts)
+    assert "unified" in result["gpu"].detail
+    cache_full = facts.model_copy(update={"mem_available_bytes": int(facts.mem_total_bytes * 0.5)})
+    advice = judge(cache_full)["unified memory"]
+    assert advice.status == "warn" and "drop_caches" in advice.fix
+    old = judge(facts_for(host, root, driver="580", cuda="13.0", vllm_version="0.14.0"))
+    hang = old["known issue gb10-marlin-hang-oom"]  # the installed vLLM against the known-issue table
+    assert hang.status == "warn" and hang.fix
+
+
+def test_strix_halo_on_a_6_8_kernel() -> None:
+    root = FIXTURES / "strix-halo-6.8"
+    gpus, settings, _ = detect_amd(root)
+    host = Host(gpus=gpus, cpu=detect_cpu(root), ram_bytes=read_meminfo(root)["MemTotal"], source="captured",
+                amd=settings)
+    devices = {"/dev/kfd": DeviceNode(exists=True, mode="0o660", group="render", usable=False),
+               "/dev/dri/renderD128": DeviceNode(exists=True, mode="0o660", group="render", usable=True)}
+    result = judge(facts_for(host, root, devices=devices))
+    assert result["kernel"].status == "fail" and "6.16.9" in result["kernel"].fix
+    assert result["/dev/kfd access"].status == "fail" and "`render`" in result["/dev/kfd access"].fix
+    assert result["/dev/dri/renderD128 access"].status == "pass"
+    assert result["HSA_OVERRIDE_GFX_VERSION"].status == "warn"
+    assert result["amdgpu.gttsize / ttm.pages_limit"].status in ("warn", "pass")
+    assert "GTT budget" in result
+    fixed = judge(facts_for(host, root, devices=devices, kernel="6.17.1-arch1",
+                            env={"HSA_OVERRIDE_GFX_VERSION": "11.5.1"}))
+    assert fixed["kernel"].status == "pass" and fixed["HSA_OVERRIDE_GFX_VERSION"].status == "pass"
+
+
+def test_disk_port_token_presence_and_known_issues() -> None:
+    root = FIXTURES / "l40s-host"
+    facts = facts_for(l40s_host(), root, driver="580", cuda="13.0", disk_free_bytes=10 * GIB, port_free=False,
+                      secrets_present={"HF_TOKEN": True})
+    result = judge(facts)
+    assert result["disk"].status == "fail" and result["port"].status == "fail"
+    assert result["HF token"].status == "pass" and "HF_TOKEN" in result["HF token"].detail
+
+
+def test_doctor_on_this_machine_is_honest_and_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor", "--model", "gpt-oss-20b", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    names = {c["name"]: c for c in report["checks"]}
+    assert code == (1 if any(c["status"] == "fail" for c in report["checks"]) else 0)
+    assert {"gpu", "disk", "port", "HF token", "harmony vocab", "plan"} <= set(names)
+    for secret in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        import os
+
+        if os.environ.get(secret):
+            assert os.environ[secret] not in json.dumps(report)
