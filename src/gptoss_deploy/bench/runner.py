@@ -295,7 +295,7 @@ class Benchmark:
         ext = metrics.ext_metrics(records, c.percentiles)
         counters = outcome.get("counters")
         report = (selfcheck.read_serve_report(c.server_log) if c.server_log
-                  else selfcheck.serve_report_for(self.base_url, _logs_dir()))
+                  else selfcheck.serve_report_for(self.base_url))
         warnings = outcome.get("log_warnings", [])
         ext |= {
             "schema": metrics.EXT_SCHEMA, "tool_version": __version__, "run_id": self.run_id,
@@ -345,12 +345,6 @@ def _cpu_seconds() -> float:
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _logs_dir() -> Path:
-    from gptoss_deploy.vocab import cache_root
-
-    return cache_root() / "logs"
 
 
 def run_benchmark(config: BenchConfig, journal_path: Path | None = None, progress: Progress | None = None) -> dict[str, Any]:

@@ -144,17 +144,21 @@ def retokenized_diff_pct(tokenizer: ServerTokenizer | None, records: Sequence[Re
             "sampled": len(diffs)}
 
 
-def serve_report_for(base_url: str, logs_dir: Path) -> dict[str, Any] | None:
+def serve_report_for(base_url: str) -> dict[str, Any] | None:
     """The plan-vs-actual report of a loopback server that `gptoss serve` started on this port, if any."""
+    from gptoss_deploy.serve.supervisor import default_log_path
+
     parsed = urlparse(base_url)
     if not is_loopback(parsed.hostname or "") or parsed.port is None:
         return None
-    return read_serve_report(logs_dir / f"serve-{parsed.port}.log")
+    return read_serve_report(default_log_path(parsed.port))
 
 
 def read_serve_report(log_path: Path) -> dict[str, Any] | None:
     """`<log>.plan-vs-actual.json` beside an engine log, when present and readable."""
-    path = log_path.with_suffix(".plan-vs-actual.json")
+    from gptoss_deploy.serve.supervisor import report_path_for
+
+    path = report_path_for(log_path)
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

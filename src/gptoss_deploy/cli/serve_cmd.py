@@ -56,8 +56,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.set_defaults(handler=run, extra_engine_args=[])
 
 
-def settings_from(args: argparse.Namespace):  # noqa: ANN201 - ServeSettings, imported lazily
-    """Flags + environment + config file -> ServeSettings."""
+def settings_from(args: argparse.Namespace, config_file: bool = True):  # noqa: ANN201 - ServeSettings, lazily
+    """Flags + environment (+ config file) -> ServeSettings; shared by `serve` and `try` (which has no --host,
+    --no-progress or --config: it binds the default host and shows no progress bar)."""
     import os
     from pathlib import Path
 
@@ -67,13 +68,22 @@ def settings_from(args: argparse.Namespace):  # noqa: ANN201 - ServeSettings, im
         "model": args.model, "engine": args.engine, "max_model_len": args.max_model_len,
         "tensor_parallel_size": args.tensor_parallel_size, "gpu_memory_utilization": args.gpu_memory_utilization,
         "kv_cache_dtype": args.kv_cache_dtype, "max_num_seqs": args.max_num_seqs,
-        "max_num_batched_tokens": args.max_num_batched_tokens, "host": args.host, "port": args.port,
+        "max_num_batched_tokens": args.max_num_batched_tokens, "host": getattr(args, "host", None), "port": args.port,
         "served_model_name": args.served_model_name, "enable_auto_tool_choice": False if args.no_tools else None,
-        "show_loading_progress": False if args.no_progress else None,
+        "show_loading_progress": False if getattr(args, "no_progress", True) else None,
         "api_key": read_key_file(args.api_key_file) if args.api_key_file else None,
     }
-    config = args.config or os.environ.get("GPTOSS_CONFIG")
+    config = (getattr(args, "config", None) or os.environ.get("GPTOSS_CONFIG")) if config_file else None
     return resolve_settings(flags, os.environ, Path(config) if config else None)
+
+
+def inputs_from(args: argparse.Namespace, require_engine: bool = True):  # noqa: ANN201 - ServeInputs, lazily
+    """Engine locations, extra engine arguments and plan switches -> ServeInputs (for `serve` and `try`)."""
+    from gptoss_deploy.serve.service import ServeInputs
+
+    return ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
+                       extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+                       enforce_eager=args.enforce_eager, force=args.force, require_engine=require_engine)
 
 
 def _dry_run(args: argparse.Namespace, prepared) -> int:  # noqa: ANN001
@@ -133,9 +143,9 @@ def run(args: argparse.Namespace) -> int:
 
     from gptoss_deploy.cli.output import message
     from gptoss_deploy.serve.progress import StartupProgress
-    from gptoss_deploy.serve.service import ServeInputs, prepare, require_port_free
-    from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor, ready_timeout_for, stop_on_signals
-    from gptoss_deploy.vocab import cache_root
+    from gptoss_deploy.serve.service import prepare, require_port_free
+    from gptoss_deploy.serve.supervisor import (SuperviseOptions, Supervisor, default_log_path, ready_timeout_for,
+                                                stop_on_signals)
 
     if args.canary_timeout > args.canary_interval:
         from gptoss_deploy.errors import InputError
@@ -143,9 +153,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--canary-timeout must not exceed --canary-interval",
                          hint="a wedge is then caught within two intervals")
     settings = settings_from(args)
-    inputs = ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
-                         extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes,
-                         enforce_eager=args.enforce_eager, force=args.force, require_engine=not args.dry_run)
+    inputs = inputs_from(args, require_engine=not args.dry_run)
     prepared = prepare(settings, inputs)
     if args.dry_run:
         prepared.launch.remove_files()  # the key file is not needed when nothing starts
@@ -153,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     require_port_free(settings.host, settings.port)
     for note in prepared.notes:
         message(f"note: {note}")
-    log_path = Path(args.log_file) if args.log_file else cache_root() / "logs" / f"serve-{settings.port}.log"
+    log_path = Path(args.log_file) if args.log_file else default_log_path(settings.port)
     options = SuperviseOptions(
         ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
         stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,

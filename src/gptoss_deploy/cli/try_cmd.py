@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int, read_key_file
+from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int
 
 EXAMPLES = """examples:
   gptoss try --model gpt-oss-120b --dry-run                  # print the ladder
@@ -45,26 +45,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def run(args: argparse.Namespace) -> int:
     """Plan the ladder, then run it (or print it)."""
-    import os
     from pathlib import Path
 
     from gptoss_deploy.cli.output import emit_json, message
-    from gptoss_deploy.serve.config import resolve_settings
-    from gptoss_deploy.serve.service import ServeInputs, require_port_free
+    from gptoss_deploy.cli.serve_cmd import inputs_from, settings_from
+    from gptoss_deploy.serve.service import require_port_free
+    from gptoss_deploy.serve.supervisor import logs_dir
     from gptoss_deploy.trial.ladder import Ladder, build_ladder
-    from gptoss_deploy.vocab import cache_root
 
-    flags = {"model": args.model, "engine": args.engine, "max_model_len": args.max_model_len,
-             "tensor_parallel_size": args.tensor_parallel_size, "gpu_memory_utilization": args.gpu_memory_utilization,
-             "kv_cache_dtype": args.kv_cache_dtype, "max_num_seqs": args.max_num_seqs,
-             "max_num_batched_tokens": args.max_num_batched_tokens, "port": args.port,
-             "served_model_name": args.served_model_name, "enable_auto_tool_choice": False if args.no_tools else None,
-             "show_loading_progress": False,
-             "api_key": read_key_file(args.api_key_file) if args.api_key_file else None}
-    settings = resolve_settings(flags, os.environ)
-    inputs = ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
-                         extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
-                         force=args.force)
+    settings = settings_from(args, config_file=False)
+    inputs = inputs_from(args)
     rungs, plan_error = build_ladder(settings, inputs, args.gguf)
     if args.dry_run:
         if args.json:
@@ -75,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{number}. {rung.name}: {changes or 'as planned'}\n   expected failure: {rung.expected}")
         return 0
     require_port_free(settings.host, settings.port)
-    ladder = Ladder(settings, inputs, rungs, Path(args.journal), args.rung_timeout, cache_root() / "logs",
+    ladder = Ladder(settings, inputs, rungs, Path(args.journal), args.rung_timeout, logs_dir(),
                     run_check=not args.no_check, bench=args.bench,
                     say=lambda text: print(text, file=sys.stderr, flush=True))
     attempts = ladder.run(resume=args.resume)

@@ -8,7 +8,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
 
 from gptoss_deploy.doctor.facts import HostFacts
-from gptoss_deploy.hardware.amd import STRIX_MIN_KERNEL
+from gptoss_deploy.hardware.amd import GTT_OS_RESERVE_GIB, STRIX_MIN_KERNEL, recommended_gtt
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import Plan
@@ -102,11 +102,12 @@ def strix_checks(facts: HostFacts, plan: Plan | None, model_bytes: int) -> list[
     settings = facts.host.amd
     if settings is None or settings.gttsize_mib is None or settings.ttm_pages_limit is None:
         ram_gib = (facts.mem_total_bytes or 0) / GIB
-        gtt_mib = max(0, int((ram_gib - 8) * 1024))
+        gtt_mib, pages_limit = recommended_gtt(ram_gib)
         out.append(_check("amdgpu.gttsize / ttm.pages_limit", "warn",
                           "not set: GTT defaults to half of RAM",
-                          f"add `amdgpu.gttsize={gtt_mib} ttm.pages_limit={gtt_mib * 256}` to the kernel command line "
-                          f"(RAM {ram_gib:.0f} GiB minus 8 GiB for the OS; a heuristic, check for your load)"))
+                          f"add `amdgpu.gttsize={gtt_mib} ttm.pages_limit={pages_limit}` to the kernel command line "
+                          f"(RAM {ram_gib:.0f} GiB minus {GTT_OS_RESERVE_GIB} GiB for the OS; a heuristic, check for "
+                          "your load)"))
     else:
         out.append(_check("amdgpu.gttsize / ttm.pages_limit", "pass",
                           f"gttsize {settings.gttsize_mib} MiB, pages_limit {settings.ttm_pages_limit}"))

@@ -13,7 +13,15 @@ AMD_VENDOR_ID = "0x1002"
 # Kernels before 6.16.9 cap what HIP can allocate on gfx1151 at about 15.5 GB (gptoss-facts.md, seed 002).
 STRIX_MIN_KERNEL = Version("6.16.9")
 STRIX_OLD_KERNEL_CAP_BYTES = int(15.5 * 10**9)
+# What to leave to the OS when the GPU's GTT budget is raised on a unified-memory APU (a heuristic, UNVERIFIED).
+GTT_OS_RESERVE_GIB = 8
 _ARCH_BY_GFX = {"gfx942": "cdna3", "gfx950": "cdna4", "gfx1151": "rdna3.5", "gfx1100": "rdna3"}
+
+
+def recommended_gtt(ram_gib: float) -> tuple[int, int]:
+    """(amdgpu.gttsize in MiB, ttm.pages_limit in 4 KiB pages) giving the GPU all RAM but GTT_OS_RESERVE_GIB."""
+    gtt_mib = max(0, int((ram_gib - GTT_OS_RESERVE_GIB) * 1024))
+    return gtt_mib, gtt_mib * 256
 
 
 def _read(path: Path) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from gptoss_deploy.hardware.amd import GTT_OS_RESERVE_GIB, recommended_gtt
 from gptoss_deploy.plan.types import Plan
 from gptoss_deploy.render.deployment import HF_CACHE, SECRETS_DIR, Deployment, health_command
 
@@ -228,12 +229,11 @@ def nixos(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
         exec_prefix, key_args = "${cfg.package}/bin/llama-server", '[ "--api-key-file" "%d/api_key" ]'
         devices = (["/dev/kfd", "char-drm"] if d.vendor == "amd" else d.gpu_devices) or []
     ram = d.ram_gib or 0
-    reserve = 8
-    gtt_mib = max(0, int((ram - reserve) * 1024))
+    gtt_mib, pages_limit = recommended_gtt(ram)
     text = _jinja("nixos.nix.jinja", d=d, header=header(d), model_default=model_default, package=package, package_doc=package_doc,
                   env=d.env | d.amd_env, args=nix_args, exec_prefix=exec_prefix, key_args=key_args,
                   devices=devices, api_key_default=nix_string(options["api_key_file"]) if d.api_key else "null",
-                  ram_gib=f"{ram:.0f}", reserve_gib=reserve, gtt_mib=gtt_mib, pages_limit=gtt_mib * 256)
+                  ram_gib=f"{ram:.0f}", reserve_gib=GTT_OS_RESERVE_GIB, gtt_mib=gtt_mib, pages_limit=pages_limit)
     return [Artifact("gptoss.nix", text)]
 
 

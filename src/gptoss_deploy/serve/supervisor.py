@@ -48,6 +48,23 @@ class SuperviseOptions:
     restart_window_s: float = 900.0
 
 
+def logs_dir() -> Path:
+    """Where engine logs go: ~/.cache/gptoss-deploy/logs."""
+    from gptoss_deploy.vocab import cache_root
+
+    return cache_root() / "logs"
+
+
+def default_log_path(port: int) -> Path:
+    """`gptoss serve`'s log for a port (what `gptoss bench` looks for beside a local server)."""
+    return logs_dir() / f"serve-{port}.log"
+
+
+def report_path_for(log_path: Path) -> Path:
+    """The plan-vs-actual report written beside an engine log."""
+    return log_path.with_suffix(".plan-vs-actual.json")
+
+
 def ready_timeout_for(checkpoint_bytes: int | None) -> float:
     """Startup deadline scaled to the model: 10 min plus 30 s per GiB of checkpoint (download and load)."""
     return 600.0 + 30.0 * (checkpoint_bytes or 0) / 2**30
@@ -277,7 +294,7 @@ class Supervisor:
 
     def report_path(self) -> Path:
         """Where the plan-vs-actual report goes: beside the log."""
-        return self.log_path.with_suffix(".plan-vs-actual.json")
+        return report_path_for(self.log_path)
 
     def _save(self, report: ServeReport) -> None:
         path = self.report_path()

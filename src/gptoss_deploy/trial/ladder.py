@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +59,19 @@ class Attempt(BaseModel):
 def build_ladder(base: ServeSettings, inputs: ServeInputs, gguf: str | None) -> tuple[list[Rung], str | None]:
     """The rungs for these settings, and the plan-time error when the settings as given cannot be planned."""
     from gptoss_deploy.serve.service import prepare
+    from gptoss_deploy.serve.supervisor import uses_gpu
 
     requested = {k: getattr(base, k) for k in VERBATIM_FLAGS if getattr(base, k) is not None}
+    planning = replace(inputs, require_engine=False)
     planned_settings = base.model_copy(update={k: None for k in requested})
     rungs: list[Rung] = []
     plan_error = None
     try:
-        prepared = prepare(base, inputs.__class__(**(vars(inputs) | {"require_engine": False})))
+        prepared = prepare(base, planning)
         planned = prepared.plan
     except InputError as exc:  # the settings as given are refused by the planner: try them verbatim first
         plan_error = exc.message
-        prepared = prepare(planned_settings, inputs.__class__(**(vars(inputs) | {"require_engine": False})))
+        prepared = prepare(planned_settings, planning)
         planned = prepared.plan
         rungs.append(Rung("as requested", f"the planner refused it: {exc.message}", verbatim=requested))
     reset = {k: None for k in requested} if plan_error else {}  # later rungs start from the planner's values
@@ -77,7 +79,7 @@ def build_ladder(base: ServeSettings, inputs: ServeInputs, gguf: str | None) -> 
     if planned.vllm is not None:
         v = planned.vllm
         smaller = {"max_num_batched_tokens": max(256, v.max_num_batched_tokens // 2)}
-        if planned.memory is not None and planned.host and not planned.host.startswith("CPU"):
+        if uses_gpu(planned):
             smaller["gpu_memory_utilization"] = round(max(0.5, v.gpu_memory_utilization - 0.05), 2)
         shorter = smaller | {"max_model_len": max(4096, v.max_model_len // 2)}
         rungs.append(Rung("smaller batch", "activation / CUDA-graph memory OOM at startup (profile_run)",
@@ -198,7 +200,7 @@ class Ladder:
         record: dict[str, Any] = {"key": key, "rung": rung.name, "expected": rung.expected,
                                   "started": _now()}
         settings = self.base.model_copy(update=rung.settings)
-        inputs = self.inputs.__class__(**(vars(self.inputs) | rung.inputs | {"force": self.inputs.force or bool(rung.verbatim)}))
+        inputs = replace(self.inputs, **rung.inputs, force=self.inputs.force or bool(rung.verbatim))
         if rung.settings.get("engine") == "llamacpp":
             inputs.extra_args = []  # `--` arguments are vLLM's
         supervisor = None
