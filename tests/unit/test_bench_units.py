@@ -14,7 +14,7 @@ from gptoss_deploy.bench import cost, metrics
 from gptoss_deploy.bench.journal import Journal, read_journal, results_in
 from gptoss_deploy.bench.stream import RequestRecord, SSEDecoder, StreamTracker
 from gptoss_deploy.bench.sweep import SweepLevel, knee, stop_reason
-from gptoss_deploy.bench.workload import arrival_offsets, input_lengths
+from gptoss_deploy.bench.workload import arrival_offsets, decode_to_length, input_lengths
 from gptoss_deploy.cli.main import main
 from gptoss_deploy.errors import InputError
 
@@ -223,6 +223,29 @@ def test_input_lengths_stay_in_range():
     assert min(lengths) >= 80 and max(lengths) <= 120 and len(set(lengths)) > 10
 
 
+class MergeTokenizer:
+    """A toy tokenizer whose round trip is not the identity: ids 0-25 are letters, id 26 decodes to "ab", which
+    encodes back as two ids - the way BPE merges change the length of vLLM's decoded random ids."""
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join("ab" if i == 26 else chr(ord("a") + i) for i in ids)
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(ch) - ord("a") for ch in text]
+
+
+def test_decode_to_length_cuts_pads_and_gives_up_like_vllm():
+    import numpy as np
+
+    toy = MergeTokenizer()
+    text, ids = decode_to_length(toy, [26, 2], 2, np.random.default_rng(0), vocab_size=26)  # "abc": 3 -> cut to 2
+    assert (text, ids) == ("ab", [0, 1])
+    text, ids = decode_to_length(toy, [26, 2], 5, np.random.default_rng(0), vocab_size=26)  # 3 -> 2 random ids added
+    assert len(ids) == 5 and toy.encode(text) == ids and ids[:3] == [0, 1, 2]
+    text, ids = decode_to_length(toy, [26], 1, np.random.default_rng(0), vocab_size=26, tries=0)  # out of tries
+    assert (text, ids) == ("ab", [0, 1])  # the text is returned with its true count, not the target
+
+
 # -- sweep -----------------------------------------------------------------------------------------------------
 def level(c: int, tput: float, good: float | None = None) -> SweepLevel:
     return SweepLevel(max_concurrency=c, output_throughput=tput, request_throughput=1, median_ttft_ms=1,
@@ -305,6 +328,8 @@ def test_bench_rejects_bad_flags_with_exit_2(capsys, tmp_path, monkeypatch):
     assert main(["bench", "http://127.0.0.1:9", "--goodput", "ttft"]) == 2
     assert "METRIC:MS" in capsys.readouterr().err
     assert main(["bench", "http://127.0.0.1:9", "--percentiles", "50,abc"]) == 2
+    assert main(["bench", "http://127.0.0.1:9", "--seed", "-1"]) == 2
+    assert "--seed -1 is negative" in capsys.readouterr().err
     assert main(["bench", "http://127.0.0.1:9"]) == 2  # nothing listens: cannot reach
     assert "cannot reach" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no journal left behind by a run that never started

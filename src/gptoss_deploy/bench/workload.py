@@ -1,5 +1,10 @@
-"""What the benchmark sends: seeded prompts (random with exact token lengths, or "N-word story" chat scenarios)
-and the arrival schedule (all at once, or Gamma-distributed gaps as in `vllm bench serve`)."""
+"""What the benchmark sends: seeded prompts and the arrival schedule (all at once, or Gamma-distributed gaps as in
+`vllm bench serve`).
+
+Prompt sets: `random` builds vLLM's random dataset through the server's own tokenizer (the same seed gives the same
+prompts as `vllm bench serve --dataset-name random`), `words` is readable text of exact token length, `story` is the
+"Write an N-word story" chat scenario. The content matters, not only the length: on the tiny MoE model a prefill of
+128 word tokens took ~5 % longer than one of 128 consecutive-id tokens (server-side vllm:request_prefill_time)."""
 
 from __future__ import annotations
 
@@ -9,8 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 
 from gptoss_deploy.engines import bearer
+
+# Ordinary (non-special) tokens of gpt-oss's o200k_harmony tokenizer: HF `tokenizer.vocab_size`; the special and
+# reserved ids (199998-201087) come after them. vLLM's random dataset draws from range(vocab_size) minus the special
+# ids, which for gpt-oss are all above it.
+GPT_OSS_VOCAB_SIZE = 199_998
 
 # A fixed word pool: random prompts are sequences of these, so any tokenizer sees ordinary text.
 WORDS = ("time year people way day man thing woman life child world school state family student group country "
@@ -96,8 +107,44 @@ def exact_prompt(tokenizer: ServerTokenizer, length: int, rng: random.Random, ro
     return best[0], len(final)
 
 
-def random_prompts(n: int, input_len: int, output_len: int, range_ratio: float, seed: int,
-                   tokenizer: ServerTokenizer | None) -> list[Prompt]:
+def vllm_random_prompts(n: int, input_len: int, output_len: int, range_ratio: float, rng: np.random.Generator,
+                        tokenizer: ServerTokenizer, vocab_size: int = GPT_OSS_VOCAB_SIZE) -> list[Prompt]:
+    """vLLM's RandomDataset (vllm/benchmarks/datasets, 0.32), step for step with the same numpy generator calls:
+    input and output lengths uniform in L(1±r), then for request i the consecutive ids
+    (offset_i + i + arange(len)) % vocab_size, decoded and re-encoded by the server until the count matches
+    (10 tries; missing tokens drawn at random, extra ones cut). With `np.random.default_rng(seed)` the prompts are
+    those of `vllm bench serve --dataset-name random --seed seed` (the tokenizer adds no special tokens for gpt-oss)."""
+    in_low, in_high = max(1, math.floor(input_len * (1 - range_ratio))), math.ceil(input_len * (1 + range_ratio))
+    out_low, out_high = max(1, math.floor(output_len * (1 - range_ratio))), max(1, math.ceil(output_len * (1 + range_ratio)))
+    input_lens = rng.integers(in_low, in_high + 1, size=n)
+    output_lens = rng.integers(out_low, out_high + 1, size=n)
+    offsets = rng.integers(0, vocab_size, size=n)
+    prompts = []
+    for i in range(n):
+        ids = ((int(offsets[i]) + i + np.arange(int(input_lens[i]))) % vocab_size).tolist()
+        text, tokens = decode_to_length(tokenizer, ids, int(input_lens[i]), rng, vocab_size)
+        prompts.append(Prompt(text, len(tokens), int(output_lens[i]), exact_length=True))
+    return prompts
+
+
+def decode_to_length(tokenizer: ServerTokenizer, ids: list[int], target: int, rng: np.random.Generator,
+                     vocab_size: int, tries: int = 10) -> tuple[str, list[int]]:
+    """vLLM's gen_prompt_decode_to_target_len: decode, re-encode, pad with random ids or cut, until `target` tokens;
+    returns the text and the server's tokens for it (which may still differ from `target` after `tries`)."""
+    while True:
+        text = tokenizer.decode(ids)
+        ids = tokenizer.encode(text)
+        if tries <= 0 or len(ids) == target:
+            return text, ids
+        if len(ids) < target:
+            ids = ids + rng.integers(0, vocab_size, size=target - len(ids)).tolist()
+        else:
+            ids = ids[:target]
+        tries -= 1
+
+
+def word_prompts(n: int, input_len: int, output_len: int, range_ratio: float, seed: int,
+                 tokenizer: ServerTokenizer | None) -> list[Prompt]:
     """`n` seeded random-word prompts; exact token lengths when the server tokenizes, else ~1 token per word."""
     rng = random.Random(seed)
     prompts = []

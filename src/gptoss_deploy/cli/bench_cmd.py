@@ -32,16 +32,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--api-key-file", help="file holding the server's API key (also env API_KEY)")
     p.add_argument("--model", help="model to benchmark (default: the first one /v1/models lists)")
     work = p.add_argument_group("workload")
-    work.add_argument("--dataset", choices=["random", "story"], default="random",
-                      help="random: seeded prompts of exact token length (server /tokenize); story: 'Write an "
-                           "N-word story' chat scenarios")
+    work.add_argument("--dataset", choices=["random", "words", "story"], default="random",
+                      help="random: vLLM's random dataset built with the server's tokenizer (same seed, same prompts "
+                           "as `vllm bench serve --dataset-name random`); words: readable random words of exact "
+                           "token length; story: 'Write an N-word story' chat scenarios")
     work.add_argument("--endpoint", choices=["completions", "chat"],
                       help="default: completions for random (fixed lengths with ignore_eos), chat for story")
     work.add_argument("--num-prompts", type=positive_int, default=100)
     work.add_argument("--input-len", type=positive_int, default=1024, help="prompt tokens (random)")
     work.add_argument("--output-len", "--max-tokens", dest="output_len", type=positive_int, default=None,
                       help="max_tokens per request (default 128 random, 1024 story)")
-    work.add_argument("--range-ratio", type=float, default=0.0, help="input lengths uniform in L(1±r)")
+    work.add_argument("--range-ratio", type=float, default=0.0,
+                      help="lengths uniform in L(1±r): input and output for random (as vLLM), input for words")
+    work.add_argument("--vocab-size", type=positive_int, default=None,
+                      help="random: token ids are drawn below this (default 199998, gpt-oss's ordinary tokens)")
     work.add_argument("--story-words", type=positive_int, default=300)
     work.add_argument("--seed", type=int, default=0)
     work.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
@@ -120,11 +124,14 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
         raise InputError(f"--range-ratio {args.range_ratio} must be in [0, 1)", hint="e.g. 0.1 for lengths L±10 %")
     if args.warmups is not None and args.warmups < 0:
         raise InputError("--warmups cannot be negative", hint="0 disables warm-up")
+    if args.seed < 0:
+        raise InputError(f"--seed {args.seed} is negative", hint="seeds are integers from 0 up, as in vllm bench serve")
     key = read_key_file(args.api_key_file) if args.api_key_file else (os.environ.get("API_KEY") or None)
     output_len = args.output_len or (1024 if args.dataset == "story" else 128)
     return BenchConfig(url=args.url, model=args.model, api_key=key, dataset=args.dataset, endpoint=args.endpoint,
                        num_prompts=args.num_prompts, input_len=args.input_len, output_len=output_len,
-                       range_ratio=args.range_ratio, story_words=args.story_words, seed=args.seed,
+                       range_ratio=args.range_ratio, **({"vocab_size": args.vocab_size} if args.vocab_size else {}),
+                       story_words=args.story_words, seed=args.seed,
                        max_concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
                        warmups=args.warmups, ignore_eos=args.ignore_eos, temperature=args.temperature,
                        reasoning_effort=args.reasoning_effort, percentiles=parse_percentiles(args.percentiles),
