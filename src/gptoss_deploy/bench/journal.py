@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,15 @@ class Journal:
         self._thread = threading.Thread(target=self._write_loop, name="bench-journal", daemon=True)
         self._thread.start()
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Queue one record; it is on disk (fsynced) shortly after."""
+    def append(self, record: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Queue one record, or a function making it (then it is built on the writer thread, off the event loop);
+        it is on disk (fsynced) shortly after."""
         self._queue.put(record)
 
     def _write_loop(self) -> None:
         while (record := self._queue.get()) is not _STOP:
+            if callable(record):
+                record = record()
             line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
             os.write(self._fd, line)
             os.fsync(self._fd)
