@@ -14,6 +14,10 @@ tool varied 80-110 tok/s here). So the script binds vLLM-CPU's compute threads t
 the other cores (`taskset`), and judges on the median of the per-pair ratios (each pair = adjacent runs, which
 cancels slow drift); the ratio of the medians is written too.
 
+Both tools send the same request: ours with `--no-continuous-usage`, since vLLM's tool does not ask for usage in every
+chunk and asking for it changes the server's work (with it, over 10 pairs, the server's own mean ITL was 57.8 ms
+during our turns against 56.1 ms during vLLM's: bench/results/agreement_vllm_continuous_usage.json).
+
 Beside each run the server's own view is recorded (vLLM's histograms vllm:time_to_first_token_seconds and
 vllm:inter_token_latency_seconds, mean over the run's requests including its warm-ups): when the two tools' numbers
 differ, it tells a client that measures differently from a server that ran slower during that tool's turn.
@@ -72,7 +76,7 @@ def run_ours(base_url: str, args: argparse.Namespace, workdir: Path, n: int) -> 
     cmd = [*client_cpus(), sys.executable, "-m", "gptoss_deploy.cli.main", "bench", base_url, "--input-len", str(args.input_len),
            "--output-len", str(args.output_len), "--num-prompts", str(args.num_prompts),
            "--concurrency", str(args.concurrency), "--seed", str(2 * n + 1), "--warmups", str(args.warmups),
-           "--journal", str(workdir / "journal.jsonl"), "--json", *args.gptoss_arg]
+           "--journal", str(workdir / "journal.jsonl"), "--json", "--no-continuous-usage", *args.gptoss_arg]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         sys.exit(f"gptoss bench failed:\n{out.stderr[-3000:]}")
@@ -161,7 +165,8 @@ def main() -> int:
                      "seeds": "vllm 2n, gptoss 2n+1", "input_len": args.input_len,
                      "output_len": args.output_len, "num_prompts": args.num_prompts, "concurrency": args.concurrency,
                      "warmups": args.warmups, "ignore_eos": True, "runs_per_tool": args.runs,
-                     "order": "interleaved, alternating which tool goes first", "gptoss_args": args.gptoss_arg},
+                     "order": "interleaved, alternating which tool goes first",
+                     "gptoss_args": ["--no-continuous-usage", *args.gptoss_arg]},
         "server_compute_cores": "0" if args.url is None and client_cpus() else "unpinned",
         "client_cores": " ".join(client_cpus()[2:]) or "unpinned",
         "runs": runs, "medians": medians, "median_of_pair_ratios_gptoss_over_vllm": ratios,
