@@ -117,6 +117,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
     import os
 
     from gptoss_deploy.bench.runner import BenchConfig
+    from gptoss_deploy.bench.workload import GPT_OSS_VOCAB_SIZE
     from gptoss_deploy.cli.args import read_key_file
     from gptoss_deploy.errors import InputError
 
@@ -130,7 +131,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, i
     output_len = args.output_len or (1024 if args.dataset == "story" else 128)
     return BenchConfig(url=args.url, model=args.model, api_key=key, dataset=args.dataset, endpoint=args.endpoint,
                        num_prompts=args.num_prompts, input_len=args.input_len, output_len=output_len,
-                       range_ratio=args.range_ratio, **({"vocab_size": args.vocab_size} if args.vocab_size else {}),
+                       range_ratio=args.range_ratio, vocab_size=args.vocab_size or GPT_OSS_VOCAB_SIZE,
                        story_words=args.story_words, seed=args.seed,
                        max_concurrency=args.concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
                        warmups=args.warmups, ignore_eos=args.ignore_eos, temperature=args.temperature,
