@@ -80,7 +80,7 @@ def run_ours(base_url: str, args: argparse.Namespace, workdir: Path, n: int) -> 
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
         sys.exit(f"gptoss bench failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout)["results"][0]
+    return json.loads(out.stdout)["data"]["results"][0]
 
 
 SERVER_HISTOGRAMS = {"server_mean_ttft_ms": "vllm:time_to_first_token_seconds",

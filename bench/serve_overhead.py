@@ -74,7 +74,7 @@ def time_direct(lane, engine: str, env: dict[str, str]) -> float:  # noqa: ANN00
     port = free_port()
     dry = subprocess.run([*GPTOSS, "serve", "--json", "--dry-run", "--port", str(port), *serve_args(lane, engine)],
                          capture_output=True, text=True, check=True, env=os.environ | env)
-    launch = json.loads(dry.stdout)
+    launch = json.loads(dry.stdout)["data"]
     start = time.perf_counter()
     process = subprocess.Popen(launch["argv"], env=os.environ | env | launch["env"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from gptoss_deploy.vocab import QUICKTOK_WHEEL, cache_root
 
@@ -21,3 +23,25 @@ def quicktok_wheel() -> Path:
                         "--dest", str(target), QUICKTOK_WHEEL], check=True)
         wheels = sorted(target.glob("quicktok_v1-0.4.0-*.whl"))
     return wheels[0]
+
+
+@functools.cache
+def _validator(name: str) -> Any:
+    import jsonschema
+
+    from gptoss_deploy.cli.schemas import shipped
+
+    schema = shipped(name)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def data_of(text: str, schema: str | None = None) -> Any:
+    """The data of a `--json` document, after validating it against its published schema (and checking the schema's
+    name when given)."""
+    document = json.loads(text)
+    assert set(document) == {"schema", "tool_version", "data"}, document
+    name = document["schema"].removeprefix("gptoss.").split("/")[0]
+    if schema is not None:
+        assert name == schema, document["schema"]
+    _validator(name).validate(document)
+    return document["data"]

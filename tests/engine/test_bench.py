@@ -20,6 +20,7 @@ from gptoss_deploy.bench.journal import read_journal
 from gptoss_deploy.bench.workload import ServerTokenizer, vllm_random_prompts
 from gptoss_deploy.lane import Lane
 from gptoss_deploy.lane.server import SERVED_NAME, LaneServer
+from tests.lane_support import data_of
 
 GPTOSS = [sys.executable, "-m", "gptoss_deploy.cli.main"]
 VLLM_KEYS = ("date", "backend", "model_id", "num_prompts", "request_rate", "burstiness", "max_concurrency",
@@ -39,7 +40,7 @@ def llama(lane: Lane) -> Iterator[LaneServer]:
 def bench(url: str, journal: Path, *extra: str, timeout: int = 900) -> tuple[int, dict, str]:
     out = subprocess.run([*GPTOSS, "bench", url, "--journal", str(journal), "--json", *extra],
                          capture_output=True, text=True, timeout=timeout)
-    payload = json.loads(out.stdout) if out.stdout.strip() else {}
+    payload = data_of(out.stdout, "bench") if out.stdout.strip() else {}
     return out.returncode, payload, out.stderr
 
 
@@ -126,7 +127,7 @@ def test_journal_keeps_every_finished_request_after_sigint(vllm_server: LaneServ
     assert 3 <= len(requests) < 200
     assert result["result"]["completed"] + result["result"]["failed"] == len(requests)
     assert all(r["ok"] and r["output_tokens"] == 32 for r in requests)  # only finished requests are journaled
-    assert json.loads(out)["results"][0]["completed"] == len(requests)
+    assert data_of(out, "bench")["results"][0]["completed"] == len(requests)
 
 
 VLLM_RANDOM_DATASET = """

@@ -24,6 +24,7 @@ from gptoss_deploy.lane.server import SERVED_NAME, free_port, lane_launch, tiny_
 from gptoss_deploy.serve.logparse import Phase
 from gptoss_deploy.serve.process import group_members
 from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor
+from tests.lane_support import data_of
 
 GPTOSS = [sys.executable, "-m", "gptoss_deploy.cli.main"]
 API_KEY = "sk-planted-key-7c1e9d"
@@ -48,7 +49,7 @@ class Served:
             text = self.out.read_text()
             if text.rstrip().endswith("}"):
                 try:
-                    return json.loads(text)
+                    return data_of(text, "serve-ready")
                 except ValueError:
                     pass
             assert self.process.poll() is None, f"serve exited early:\n{self.err.read_text()[-3000:]}"

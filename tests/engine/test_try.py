@@ -12,6 +12,7 @@ from pathlib import Path
 from gptoss_deploy.bench.journal import read_journal
 from gptoss_deploy.lane import Lane
 from gptoss_deploy.lane.server import free_port
+from tests.lane_support import data_of
 
 GPTOSS = [sys.executable, "-m", "gptoss_deploy.cli.main"]
 LANE_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "HF_HUB_OFFLINE": "1", "VLLM_SYSTEM_START_DATE": "2026-01-01",
@@ -36,7 +37,7 @@ def test_impossible_context_fails_in_vllm_then_the_plan_serves(lane: Lane, tmp_p
     assert "--max-model-len 200000" in first["command"] and "200000" in first["log_excerpt"]
     assert second["outcome"] == "ready" and second["check"]["fail"] == 0
     assert any(row["quantity"].startswith("KV cache") for row in second["plan_vs_actual"])
-    assert json.loads(out.stdout)[-1]["rung"] == "planned"
+    assert data_of(out.stdout, "try")[-1]["rung"] == "planned"
 
 
 def test_ladder_ends_on_llama_server_when_vllm_is_unavailable(lane: Lane, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from gptoss_deploy.bench.sweep import SweepLevel, knee, stop_reason
 from gptoss_deploy.bench.workload import arrival_offsets, decode_to_length, input_lengths
 from gptoss_deploy.cli.main import main
 from gptoss_deploy.errors import InputError
+from tests.lane_support import data_of
 
 
 def record(index: int = 0, t_send: float = 0.0, max_tokens: int = 8, phase: str = "measure") -> RequestRecord:
@@ -317,7 +318,7 @@ def test_cost_cli_json_from_a_results_file(tmp_path: Path, capsys):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result))
     assert main(["cost", "--results", str(path), "--price-per-hour", "0.78", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = data_of(capsys.readouterr().out, "cost")
     assert rows[0]["usd_per_m_output"] == pytest.approx(10.8333, abs=1e-3)
     assert rows[0]["usd_per_m_visible_output"] == pytest.approx(21.6667, abs=1e-3)
     assert rows[0]["scenario"] == "c1 effort=high"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gptoss_deploy.cli.main import main
+from tests.lane_support import data_of
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -22,8 +23,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_plan_json_is_the_full_versioned_plan(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "plan", "--profile", "4xL40S", "--model", "gpt-oss-120b", "--json")
     assert code == 0
-    plan = json.loads(out)
-    assert plan["schema_version"] == 1 and plan["verdict"] == "fits" and plan["vllm"]["tensor_parallel_size"] == 2
+    plan = data_of(out, "plan")
+    assert plan["schema_version"] == 2 and plan["verdict"] == "fits" and plan["vllm"]["tensor_parallel_size"] == 2
     assert any("KV cache size" in line for line in plan["predicted_log"])
 
 
@@ -60,14 +61,14 @@ def test_malformed_config_exits_2_with_the_file_named(capsys: pytest.CaptureFixt
 
 def test_errors_in_json_mode_are_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "plan", "--profile", "nosuchbox", "--json")
-    assert code == 2 and json.loads(out)["error"] == "UnknownProfileError"
+    assert code == 2 and data_of(out, "error")["error"] == "UnknownProfileError"
 
 
 def test_profiles_and_detect_commands(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "profiles", "--json")
-    assert code == 0 and "4xl40s" in json.loads(out)["hosts"]
+    assert code == 0 and "4xl40s" in data_of(out, "profiles")["hosts"]
     code, out, _ = run(capsys, "detect", "--json")
-    assert code == 0 and "cpu" in json.loads(out)
+    assert code == 0 and "cpu" in data_of(out, "detect")
 
 
 def test_debug_shows_the_traceback_for_a_bug(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

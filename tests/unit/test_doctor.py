@@ -19,9 +19,10 @@ from gptoss_deploy.hardware.types import GIB, Host
 from gptoss_deploy.models.resolve import resolve_model
 from gptoss_deploy.plan.planner import make_plan
 from gptoss_deploy.plan.types import PlanRequest
+from tests.lane_support import data_of
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "sysfs"
-VLLM_CUDA = load("engine_facts")["vllm_cuda"]
+VLLM_CUDA = load("engine_facts").vllm_cuda
 
 
 def facts_for(host: Host, root: Path, **extra: object) -> HostFacts:
@@ -118,7 +119,7 @@ def test_disk_port_token_presence_and_known_issues() -> None:
 
 def test_doctor_on_this_machine_is_honest_and_read_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["doctor", "--model", "gpt-oss-20b", "--json"])
-    report = json.loads(capsys.readouterr().out)
+    report = data_of(capsys.readouterr().out, "doctor")
     names = {c["name"]: c for c in report["checks"]}
     assert code == (1 if any(c["status"] == "fail" for c in report["checks"]) else 0)
     assert {"gpu", "disk", "port", "HF token", "harmony vocab", "plan"} <= set(names)

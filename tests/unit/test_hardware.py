@@ -80,6 +80,6 @@ def test_zero_gpus_is_an_input_error() -> None:
 def test_every_profile_number_has_a_source() -> None:
     from gptoss_deploy import data
 
-    for key, spec in data.load("gpus")["gpus"].items():
-        assert spec.get("source"), key
-        assert spec["memory_mib"] > 0 and spec["bandwidth_gbs"] > 0
+    for key, spec in data.gpu_catalog().gpus.items():
+        assert spec.source, key
+        assert spec.memory_mib > 0 and spec.bandwidth_gbs and spec.bandwidth_gbs > 0

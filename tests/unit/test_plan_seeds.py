@@ -75,7 +75,7 @@ def test_120b_on_one_l40s_falls_back_to_llamacpp_with_cpu_moe() -> None:
     assert plan.engine == "llamacpp"
     assert plan.llamacpp is not None and 0 < plan.llamacpp.n_cpu_moe < 36
     assert plan.engine_args[plan.engine_args.index("--n-cpu-moe") + 1] == str(plan.llamacpp.n_cpu_moe)
-    assert plan.engine_args[:2] == ["-hf", "ggml-org/gpt-oss-120b-GGUF"]
+    assert plan.llamacpp.gguf == "hf:ggml-org/gpt-oss-120b-GGUF"
 
 
 def test_seed003_20b_fits_l40s_at_128k() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gptoss_deploy.engines import Endpoint, Launch, llamacpp, vllm
+from gptoss_deploy.engines import Endpoint, Launch, registry, vllm
 from gptoss_deploy.engines.probe import EngineInfo, cached_probe, long_flags, split_flags
 from gptoss_deploy.errors import EngineError, GptossError, InputError
 from gptoss_deploy.hardware.profiles import profile_host
@@ -20,6 +20,7 @@ from gptoss_deploy.serve.notify import notify
 from gptoss_deploy.serve.progress import Snapshot, describe, percent
 from gptoss_deploy.serve.service import check_plan, served_name
 
+VLLM, LLAMA = registry.get("vllm"), registry.get("llamacpp")
 OLD_VLLM_HELP = """usage: api_server.py [-h] [--model MODEL] [--port PORT] [--host HOST]
   [--max-model-len MAX_MODEL_LEN] [--gpu-memory-utilization GPU_MEMORY_UTILIZATION]
   [--enable-prefix-caching] [--tool-call-parser {hermes,llama3_json,mistral}]
@@ -134,7 +135,7 @@ def _vllm_launch(args: list[str], env: dict[str, str] | None = None) -> Launch:
 def test_vllm_argv_is_adapted_to_an_older_release() -> None:
     info = EngineInfo(engine="vllm", executable="python", version="0.10.1", flags=long_flags(OLD_VLLM_HELP),
                       help_text=OLD_VLLM_HELP)
-    launch, notes = vllm.adapt(_vllm_launch(["--max-model-len", "4096", "--attention-backend", "TRITON_ATTN",
+    launch, notes = VLLM.adapt(_vllm_launch(["--max-model-len", "4096", "--attention-backend", "TRITON_ATTN",
                                              "--no-async-scheduling", "--tool-call-parser", "openai",
                                              "--enable-auto-tool-choice"]), info)
     assert launch.argv == ["python", "-m", vllm.MODULE, "--model", "m", "--max-model-len", "4096"]
@@ -148,7 +149,7 @@ def test_vllm_argv_is_kept_when_the_release_knows_every_flag() -> None:
             "--enable-auto-tool-choice"]
     info = EngineInfo(engine="vllm", executable="python", version="0.10.1", flags=long_flags(OLD_VLLM_HELP),
                       help_text=OLD_VLLM_HELP)
-    launch, notes = vllm.adapt(_vllm_launch(args), info)
+    launch, notes = VLLM.adapt(_vllm_launch(args), info)
     assert launch.argv[5:] == args and notes == []
 
 
@@ -157,14 +158,14 @@ def test_llama_argv_is_adapted_to_an_older_build() -> None:
                       help_text=OLD_LLAMA_HELP)
     launch = Launch(engine="llamacpp", argv=["llama-server", "-m", "x.gguf", "-c", "8192", "--jinja", "-fa", "on",
                                              "--n-cpu-moe", "3", "--host", "127.0.0.1", "--port", "8080"])
-    adapted, notes = llamacpp.adapt(launch, info)
+    adapted, notes = LLAMA.adapt(launch, info)
     assert adapted.argv == ["llama-server", "-m", "x.gguf", "-c", "8192", "-fa",
                             "-ot", r"blk\.(0|1|2)\.ffn_(up|down|gate)_exps\.=CPU", "--host", "127.0.0.1",
                             "--port", "8080"]
     assert any("--jinja" in n for n in notes) and any("-fa as a switch" in n for n in notes)
     keyed = launch.model_copy(update={"argv": [*launch.argv, "--api-key-file", "/run/key"]})
     with pytest.raises(EngineError, match="no --api-key-file"):
-        llamacpp.adapt(keyed, info)
+        LLAMA.adapt(keyed, info)
 
 
 def test_split_flags_keeps_values_and_negative_numbers_together() -> None:
@@ -188,7 +189,7 @@ def test_probe_results_are_cached_by_key(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_missing_engines_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="llama-server not found"):
-        llamacpp.find_binary(str(tmp_path / "llama-server"))
+        LLAMA.locate(str(tmp_path / "llama-server"))
     with pytest.raises(EngineError, match="not found"):
         vllm.installed_version(str(tmp_path / "python"))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gptoss_deploy.data.schema import PriceTable
 from gptoss_deploy.errors import InputError
 
 HOURS_PER_MONTH = 730.0  # 8760 h / 12
@@ -70,46 +71,45 @@ def owned_price(purchase_usd: float, months: float, watts: float, usd_per_kwh: f
                        f"${usd_per_kwh:g}/kWh")
 
 
-def load_price_table(path: Path | None = None) -> dict[str, Any]:
-    """The bundled table, or a user file of the same shape (checked: names, numbers, no negatives)."""
+def load_price_table(path: Path | None = None) -> PriceTable:
+    """The bundled table, or a user file of the same shape (checked: names, positive finite numbers)."""
     import yaml
+    from pydantic import ValidationError
 
-    from gptoss_deploy.data import load
+    from gptoss_deploy.data import describe_validation, price_table
 
     if path is None:
-        return load("prices")
+        return price_table()
     try:
-        table = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        content = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read the price file {path}: {exc}",
                          hint="a YAML file with providers: {name: {price_per_hour: N}}") from None
-    if not isinstance(table, dict) or not isinstance(table.get("providers"), dict):
+    if not isinstance(content, dict) or not isinstance(content.get("providers"), dict):
         raise InputError(f"{path} has no `providers:` mapping", hint="see gptoss_deploy/data/prices.yaml for the shape")
-    for name, entry in table["providers"].items():
-        value = entry.get("price_per_hour") if isinstance(entry, dict) else None
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            raise InputError(f"{path}: provider {name!r} has price_per_hour {value!r}",
-                             hint="prices are positive numbers of dollars per GPU-hour (or null when unknown)")
-    return table
+    try:
+        return PriceTable.model_validate(content)
+    except ValidationError as exc:
+        raise InputError(f"price file {path}: {describe_validation(exc)}",
+                         hint="prices are positive numbers of dollars per GPU-hour (or null when unknown)") from None
 
 
-def table_prices(table: dict[str, Any], providers: list[str] | None, gpus: int) -> list[Price]:
+def table_prices(table: PriceTable, providers: list[str] | None, gpus: int) -> list[Price]:
     """Prices for the named providers (all priced ones when none are named), times the GPU count."""
-    entries = table["providers"]
-    names = providers or [n for n, e in entries.items() if e.get("price_per_hour") is not None]
+    entries = table.providers
+    names = providers or [n for n, e in entries.items() if e.price_per_hour is not None]
     prices = []
     for name in names:
         if name not in entries:
             raise InputError(f"unknown provider {name!r}", hint=f"known: {', '.join(entries)}; or pass --price-per-hour")
         entry = entries[name]
-        if entry.get("price_per_hour") is None:
-            raise InputError(f"no price is recorded for {name!r} ({entry.get('provider')} {entry.get('gpu')})",
+        if entry.price_per_hour is None:
+            raise InputError(f"no price is recorded for {name!r} ({entry.provider} {entry.gpu})",
                              hint="pass today's price with --price-per-hour, or a --prices file")
-        per_gpu = float(entry["price_per_hour"])
-        source = table.get("sources", {}).get(entry.get("source"), entry.get("source", "user file"))
-        prices.append(Price(name=name, per_hour=per_gpu * gpus, recorded=table.get("recorded"),
-                            basis=f"{entry.get('provider', name)} {entry.get('gpu', '')} ${per_gpu:g}/GPU-h"
-                                  f" x {gpus}; {source}"))
+        per_gpu = float(entry.price_per_hour)
+        source = table.sources.get(entry.source or "", entry.source or "user file")
+        prices.append(Price(name=name, per_hour=per_gpu * gpus, recorded=table.recorded,
+                            basis=f"{entry.provider or name} {entry.gpu or ''} ${per_gpu:g}/GPU-h x {gpus}; {source}"))
     return prices
 
 

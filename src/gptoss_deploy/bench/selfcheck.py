@@ -18,14 +18,8 @@ import httpx
 
 from gptoss_deploy.bench.stream import RequestRecord
 from gptoss_deploy.bench.workload import ServerTokenizer
-from gptoss_deploy.engines import is_loopback
+from gptoss_deploy.engines import is_loopback, registry
 
-# counter name (after the prometheus parser strips `_total`) -> our key, per engine
-COUNTERS = {
-    "vllm": {"vllm:generation_tokens": "generation_tokens", "vllm:prompt_tokens": "prompt_tokens",
-             "vllm:num_preemptions": "preemptions", "vllm:request_success": "requests_finished"},
-    "llamacpp": {"llamacpp:tokens_predicted": "generation_tokens", "llamacpp:prompt_tokens": "prompt_tokens"},
-}
 # What in an engine log marks a measurement as contaminated (source: ../shared/reference/logs, vLLM 0.23 H100).
 CONTAMINATING = (
     (re.compile(r"JIT compilation during inference"), "Triton JIT compilation during the run (warm up longer)"),
@@ -38,7 +32,7 @@ def scrape_counters(client: httpx.Client, base_url: str, headers: dict[str, str]
     """The engine's token/request counters from /metrics (summed over labels); None when not offered."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    wanted = COUNTERS.get(engine, COUNTERS["vllm"])
+    wanted = registry.known_or_default(engine).counters
     try:
         response = client.get(f"{base_url}/metrics", headers=headers, timeout=10)
         if response.status_code != 200:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from gptoss_deploy.engines import bearer
+from gptoss_deploy.engines import bearer, registry
 
 # Ordinary (non-special) tokens of gpt-oss's o200k_harmony tokenizer: HF `tokenizer.vocab_size`; the special and
 # reserved ids (199998-201087) come after them. vLLM's random dataset draws from range(vocab_size) minus the special
@@ -53,25 +53,23 @@ class ServerTokenizer:
     """The server's own /tokenize and /detokenize (vLLM and llama.cpp shapes), so prompt lengths are exact."""
 
     def __init__(self, client: httpx.Client, base_url: str, model: str, engine: str, api_key: str | None) -> None:
-        self.client, self.base_url, self.model, self.engine = client, base_url, model, engine
+        self.client, self.base_url, self.model = client, base_url, model
+        self.engine = registry.known_or_default(engine)
         self.headers = bearer(api_key)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as the server counts a prompt."""
-        body: dict[str, Any] = ({"content": text} if self.engine == "llamacpp"
-                                else {"model": self.model, "prompt": text})
+        body = self.engine.tokenize_body(self.model, text)
         response = self.client.post(f"{self.base_url}/tokenize", json=body, headers=self.headers, timeout=60)
         response.raise_for_status()
         return list(response.json()["tokens"])
 
     def decode(self, tokens: list[int]) -> str:
         """Text of `tokens`."""
-        body: dict[str, Any] = ({"tokens": tokens} if self.engine == "llamacpp"
-                                else {"model": self.model, "tokens": tokens})
+        body = self.engine.detokenize_body(self.model, tokens)
         response = self.client.post(f"{self.base_url}/detokenize", json=body, headers=self.headers, timeout=60)
         response.raise_for_status()
-        data = response.json()
-        return str(data.get("prompt", data.get("content", "")))
+        return self.engine.detokenized_text(response.json())
 
     def available(self) -> bool:
         """Whether both routes answer."""

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import httpx
 
 from gptoss_deploy.check.report import CheckReport, CheckResult, Status
-from gptoss_deploy.engines import bearer, is_loopback
+from gptoss_deploy.engines import bearer, is_loopback, registry
 from gptoss_deploy.errors import InputError
 
 HARMONY_MARKERS = ("<|channel|>", "<|message|>", "<|start|>", "<|end|>", "to=functions", "<|call|>")
@@ -35,17 +35,6 @@ STATE_CHANGING = ("pause", "resume", "sleep", "wake_up", "reset", "scale", "upda
 INFERENCE_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/invocations", "/completion",
                     "/completions", "/chat/completions", "/v1/messages", "/infill", "/v1/embeddings", "/embedding",
                     "/pooling", "/classify", "/score", "/rerank", "/v1/rerank")
-KNOWN_ROUTES = {  # probed when the server offers no /openapi.json (reliability.md §1-2)
-    "vllm": [("GET", "/health"), ("GET", "/metrics"), ("GET", "/version"), ("GET", "/v1/models"), ("GET", "/ping"),
-             ("POST", "/tokenize"), ("POST", "/v1/chat/completions"), ("POST", "/v1/completions"),
-             ("POST", "/invocations")],
-    "llamacpp": [("GET", "/health"), ("GET", "/v1/models"), ("GET", "/props"), ("GET", "/slots"),
-                 ("GET", "/metrics"), ("POST", "/tokenize"), ("POST", "/v1/chat/completions"),
-                 ("POST", "/completion")],
-}
-KNOWN_ROUTES["unknown"] = KNOWN_ROUTES["vllm"]
-
-
 @dataclass
 class Target:
     """The endpoint under test."""
@@ -136,21 +125,17 @@ def _status(http: httpx.Client, url: str, timeout_s: float) -> int | str:
 
 
 def _engine(target: Target) -> tuple[str, str | None]:
-    try:
-        version = target.http.get(f"{target.base_url}/version", timeout=10)
-        if version.status_code == 200 and "version" in version.json():
-            return "vllm", str(version.json()["version"])
-    except (httpx.HTTPError, ValueError):
-        pass
-    try:
-        props = target.http.get(f"{target.base_url}/props", headers=target.headers, timeout=10)
-        if props.status_code == 200:
-            body = props.json()
-            if "default_generation_settings" in body or "build_info" in body:
-                return "llamacpp", body.get("build_info")
-    except (httpx.HTTPError, ValueError):
-        pass
+    """(engine name, version) as the server identifies itself to each known engine's probe; "unknown" otherwise."""
+    for engine in registry.engines():
+        version = engine.identify(target.http, target.base_url, target.headers)
+        if version is not None:
+            return engine.name, version or None
     return "unknown", None
+
+
+def known_routes(engine: str | None) -> list[tuple[str, str]]:
+    """The engine's routes a security probe must cover (the default engine's for an unknown server)."""
+    return list(registry.known_or_default(engine).security_routes)
 
 
 # -- chat ----------------------------------------------------------------------------------------------------
@@ -407,7 +392,7 @@ def check_security(target: Target, report: CheckReport, routes: list[tuple[str, 
         report.results.append(_result("security", "address", "warn", f"the server is reachable at {host}, not "
                                       "loopback: put an allowlisting reverse proxy in front"))
     # The engine's known routes too: /openapi.json leaves out mounts such as vLLM's Prometheus /metrics.
-    probe_list = list(dict.fromkeys(routes + KNOWN_ROUTES.get(report.engine or "unknown", KNOWN_ROUTES["vllm"])))
+    probe_list = list(dict.fromkeys(routes + known_routes(report.engine)))
     skipped = sorted({p for _, p in probe_list if _is_state_changing(p)})
     if skipped:
         report.results.append(_result("security", "state-changing routes", "warn",

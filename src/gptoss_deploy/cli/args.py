@@ -37,10 +37,13 @@ def fraction(text: str) -> float:
     return value
 
 
-def add_engine_knobs(parser: argparse.ArgumentParser, force_flag: str = "--force") -> None:
-    """Engine settings shared by `plan`, `serve` and `render` (None = not given: the planner, env or config decides)."""
+def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
+    """Engine settings shared by `plan`, `serve`, `try` and `render` (None = not given: the planner, env or config
+    decides)."""
+    from gptoss_deploy.engines import registry
+
     knobs = parser.add_argument_group("engine settings (default: the planner chooses)")
-    knobs.add_argument("--engine", choices=["auto", "vllm", "llamacpp"])
+    knobs.add_argument("--engine", choices=["auto", *registry.names()])
     knobs.add_argument("--max-model-len", type=positive_int, help="context length per request")
     knobs.add_argument("--tensor-parallel-size", "--tp", type=positive_int)
     knobs.add_argument("--gpu-memory-utilization", type=fraction, help="fraction in (0, 1]")
@@ -50,7 +53,54 @@ def add_engine_knobs(parser: argparse.ArgumentParser, force_flag: str = "--force
     knobs.add_argument("--kv-cache-memory-bytes", type=positive_int, help="KV budget per GPU, bypassing util")
     knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
     knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
-    knobs.add_argument(force_flag, dest="force", action="store_true", help="keep a setting the known-issue table refuses")
+    knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")
+
+
+def add_host_flags(parser: argparse.ArgumentParser, title: str = "hardware (default: detect this host)") -> None:
+    """--profile, --gpu/--gpus, --gpu-memory-gib, --ram-gib: the host to plan for."""
+    where = parser.add_argument_group(title)
+    where.add_argument("--profile", help="named profile: 4xL40S, h100-80gb, dgx-spark, strix-halo-128gb, 8xh100, ...")
+    where.add_argument("--gpu", help="GPU name to compose a host with --gpus (e.g. L40S, H100, 'RTX 4090')")
+    where.add_argument("--gpus", type=positive_int, default=None, help="number of GPUs with --gpu (default 1)")
+    where.add_argument("--gpu-memory-gib", type=positive_float, help="override the memory of each GPU, GiB")
+    where.add_argument("--ram-gib", type=positive_float, help="host RAM, GiB (for CPU-offloaded experts)")
+
+
+def host_choice(args: argparse.Namespace):  # noqa: ANN201 - planning.HostChoice, imported lazily
+    """The host the flags describe."""
+    from gptoss_deploy.planning import HostChoice
+
+    return HostChoice(profile=args.profile, gpu=args.gpu, gpus=args.gpus, gpu_memory_gib=args.gpu_memory_gib,
+                      ram_gib=args.ram_gib)
+
+
+def add_engine_locations(parser: argparse.ArgumentParser) -> None:
+    """One flag per engine for where it is installed (--vllm-python, --llama-server)."""
+    from gptoss_deploy.engines import registry
+
+    where = parser.add_argument_group("engines")
+    for engine in registry.engines():
+        where.add_argument(engine.location_flag, dest=f"location_{engine.name}", help=engine.location_help)
+
+
+def engine_locations(args: argparse.Namespace) -> dict[str, str | None]:
+    """Engine name -> the location flag's value."""
+    from gptoss_deploy.engines import registry
+
+    return {engine.name: getattr(args, f"location_{engine.name}", None) for engine in registry.engines()}
+
+
+def plan_request(args: argparse.Namespace):  # noqa: ANN201 - PlanRequest, imported lazily
+    """The plan request `plan` and `render` flags ask for (the environment's part is filled in by planning)."""
+    from gptoss_deploy.plan.types import PlanRequest
+
+    return PlanRequest(
+        engine=args.engine or "auto", vllm_version=args.vllm_version, max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tensor_parallel_size, gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
+        kv_cache_dtype=args.kv_cache_dtype or "auto", kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+        enforce_eager=args.enforce_eager, tool_calling=not args.no_tools, offline=args.offline, force=args.force,
+        nodes=args.nodes)
 
 
 def read_key_file(path: str) -> str:

@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
         paths = plot_sweep(results, Path(args.plot), results[0]["model_id"])
         message("plots: " + ", ".join(str(p) for p in paths))
     if args.json:
-        emit_json({"results": results} | ({"sweep": sweep.model_dump()} if sweep else {}))
+        emit_json("bench", {"results": results} | ({"sweep": sweep.model_dump()} if sweep else {}))
     else:
         render(results)
     if sweep is not None:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     key = read_key_file(args.api_key_file) if args.api_key_file else (os.environ.get("API_KEY") or None)
     report = run_checks(args.url, api_key=key, model=args.model, timeout_s=args.timeout)
     if args.json:
-        emit_json(report)
+        emit_json("check", report)
     else:
         render_report(report)
     return 1 if report.failed else 0

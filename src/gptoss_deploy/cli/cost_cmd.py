@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from gptoss_deploy.cli.output import emit_json
 
-        emit_json([row.model_dump(mode="json") for row in rows])
+        emit_json("cost", [row.model_dump(mode="json") for row in rows])
         return 0
     _render(rows)
     return 0

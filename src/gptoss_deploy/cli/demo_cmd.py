@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         info = {"endpoint": f"{server.base_url}/v1", "model": SERVED_NAME, "log": str(server.log_path),
                 "curl": example_curl(server.base_url, SERVED_NAME)}
         if args.json:
-            emit_json(info)
+            emit_json("demo", info)
         else:
             print(f"endpoint: {info['endpoint']}  model: {SERVED_NAME}", flush=True)
             print(info["curl"], flush=True)

@@ -30,22 +30,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 def run(args: argparse.Namespace) -> int:
     """Gather, plan, judge, print; 1 when a check failed."""
-    from gptoss_deploy.data import load
+    from gptoss_deploy import data
     from gptoss_deploy.doctor import checks, facts
-    from gptoss_deploy.models.resolve import resolve_model
-    from gptoss_deploy.plan.planner import make_plan
     from gptoss_deploy.plan.types import PlanRequest
+    from gptoss_deploy.planning import plan_for
 
-    model = resolve_model(args.model)
     host_facts = facts.gather(port=args.port)
-    request = PlanRequest(vllm_version=host_facts.vllm_version) if host_facts.vllm_version else PlanRequest()
-    plan = make_plan(model, host_facts.host, request, with_alternatives=False)
+    planned = plan_for(args.model, host_facts.host, PlanRequest(), with_alternatives=False)
+    model, plan = planned.model, planned.plan
     gated = False if model.source == "catalog" else None
-    results = checks.run(host_facts, plan, model, args.target, gated, load("engine_facts").get("vllm_cuda", []))
+    results = checks.run(host_facts, plan, model, args.target, gated, data.engine_facts().vllm_cuda)
     if args.json:
         from gptoss_deploy.cli.output import emit_json
 
-        emit_json({"model": model.id, "checks": [r.model_dump() for r in results]})
+        emit_json("doctor", {"model": model.id, "checks": [r.model_dump() for r in results]})
     else:
         _render(results)
     return 1 if any(r.status == "fail" for r in results) else 0

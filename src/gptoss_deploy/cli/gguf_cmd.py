@@ -18,7 +18,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     merge.add_argument("first_shard", help="NAME-00001-of-0000N.gguf")
     merge.add_argument("output", help="the merged .gguf to write")
     merge.add_argument("--llama-gguf-split", help="path of llama-gguf-split (default: PATH, or beside llama-server)")
-    merge.add_argument("--force", action="store_true", help="replace an existing output file")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     merge.set_defaults(handler=run_merge)
 
 
@@ -31,7 +31,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     infos = describe(Path(args.path))
     if args.json:
-        emit_json([i.model_dump(exclude={"metadata"}) | {"complete": i.complete} for i in infos])
+        emit_json("gguf-info", [i.model_dump(exclude={"metadata"}) | {"complete": i.complete} for i in infos])
     else:
         table = Table(title_justify="left")
         for column in ("file", "architecture", "tensors", "types", "tensor GiB", "shards"):
@@ -51,9 +51,9 @@ def run_merge(args: argparse.Namespace) -> int:
     from gptoss_deploy.cli.output import emit_json, message
     from gptoss_deploy.models.gguf_tools import merge
 
-    report = merge(Path(args.first_shard), Path(args.output), args.llama_gguf_split, args.force)
+    report = merge(Path(args.first_shard), Path(args.output), args.llama_gguf_split, args.overwrite)
     if args.json:
-        emit_json(report)
+        emit_json("gguf-merge", report)
     else:
         message(f"merged {len(report.shards)} shards into {report.output}: {report.tensor_count} tensors, "
                 f"{report.tensor_bytes / 2**20:.1f} MiB of tensor data, identical to the set")

@@ -23,7 +23,7 @@ def run_detect(args: argparse.Namespace) -> int:
 
     host = detect_host()
     if args.json:
-        emit_json(host)
+        emit_json("detect", host)
         return 0
     out = console()
     out.print(f"[bold]{host.describe()}[/bold]")
@@ -45,19 +45,20 @@ def run_profiles(args: argparse.Namespace) -> int:
     from gptoss_deploy import data
     from gptoss_deploy.cli.output import console, emit_json
 
-    gpus = data.load("gpus")
+    gpus = data.gpu_catalog()
     if args.json:
-        emit_json({"gpus": gpus["gpus"], "hosts": gpus["hosts"]})
+        emit_json("profiles", {"gpus": {k: v.model_dump() for k, v in gpus.gpus.items()},
+                   "hosts": {k: v.model_dump() for k, v in gpus.hosts.items()}})
         return 0
     from rich.table import Table
 
     table = Table("profile", "GPU", "memory", "bandwidth", "arch", title="GPUs")
-    for key, spec in gpus["gpus"].items():
-        table.add_row(key, spec["name"], f"{spec['memory_mib'] / 1024:.1f} GiB", f"{spec['bandwidth_gbs']} GB/s",
-                      f"{spec['arch']} {spec.get('compute_capability') or spec.get('gfx_target', '')}")
+    for key, spec in gpus.gpus.items():
+        table.add_row(key, spec.name, f"{spec.memory_mib / 1024:.1f} GiB", f"{spec.bandwidth_gbs} GB/s",
+                      f"{spec.arch} {spec.compute_capability or spec.gfx_target or ''}")
     hosts = Table("profile", "GPUs", "RAM", title="Hosts")
-    for key, spec in gpus["hosts"].items():
-        hosts.add_row(key, f"{spec['count']}x {spec['gpu']}", f"{spec['ram_gib']} GiB" if spec.get("ram_gib") else "")
+    for key, host in gpus.hosts.items():
+        hosts.add_row(key, f"{host.count}x {host.gpu}", f"{host.ram_gib} GiB" if host.ram_gib else "")
     out = console()
     out.print(table)
     out.print(hosts)

@@ -1,4 +1,5 @@
-"""`gptoss` entry point: parse flags, dispatch, and turn known errors into messages and exit codes."""
+"""`gptoss` entry point: parse flags, dispatch, and turn known errors into messages and exit codes (the single error
+boundary). Flags are never abbreviated; a usage error is an error like any other (exit 2, JSON under --json)."""
 
 from __future__ import annotations
 
@@ -6,67 +7,95 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from gptoss_deploy import __version__
 from gptoss_deploy.cli import (bench_cmd, check_cmd, cost_cmd, demo_cmd, doctor_cmd, gguf_cmd, hardware_cmd,
                                plan_cmd, render_cmd, serve_cmd, try_cmd, vocab_cmd)
+from gptoss_deploy.errors import InputError
 
 COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
             hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 
+class UsageError(InputError):
+    """The command line itself is wrong (unknown flag, bad value, missing argument)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviations, raising UsageError instead of printing and exiting."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        """Raise instead of exiting, so the error boundary reports it (as JSON under --json)."""
+        raise UsageError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
 def _common_flags(default: object) -> argparse.ArgumentParser:
-    flags = argparse.ArgumentParser(add_help=False)
+    flags = Parser(add_help=False)
     flags.add_argument("--json", action="store_true", default=default, help="print machine-readable JSON on stdout")
+    flags.add_argument("--quiet", "-q", action="store_true", default=default,
+                       help="no messages on stderr (errors and data are still shown)")
     flags.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
     return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every command registers its own flags)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gptoss", description="Plan, serve, check and benchmark gpt-oss-120b / gpt-oss-20b on vLLM and llama.cpp.",
         parents=[_common_flags(argparse.SUPPRESS)])
-    parser.set_defaults(json=False, debug=False)
+    parser.set_defaults(json=False, debug=False, quiet=False)
     # A separate parent with SUPPRESS defaults: a subcommand's copy of these flags must not reset a value
     # given before the subcommand (`gptoss --debug plan ...`).
     common = _common_flags(argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"gpt-oss-deploy {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for module in COMMANDS:
         module.register(commands, common)
     return parser
 
 
 def _report(exc: BaseException, as_json: bool) -> int:
-    from gptoss_deploy.cli.output import emit_json, message
+    from gptoss_deploy.cli.output import emit_json, error
     from gptoss_deploy.errors import GptossError
 
     if isinstance(exc, GptossError):
         if as_json:
-            emit_json(exc.to_dict())
-        message(f"error: {exc.message}")
+            emit_json("error", exc.to_dict())
+        error(f"error: {exc.message}")
         if exc.hint:
-            message(f"hint: {exc.hint}")
+            error(f"hint: {exc.hint}")
         return exc.exit_code
-    message(f"error: unexpected {type(exc).__name__}: {exc}")
-    message("hint: this is a bug in gptoss; run again with --debug for the traceback and report it")
+    error(f"error: unexpected {type(exc).__name__}: {exc}")
+    error("hint: this is a bug in gptoss; run again with --debug for the traceback and report it")
     return BUG_EXIT
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `gptoss`; returns the exit code (0 ok, 1 failure, 2 bad input)."""
+    """Run `gptoss`; returns the exit code (0 ok, 1 failure, 2 bad input, 130 interrupted)."""
+    from gptoss_deploy.cli.output import set_quiet
+
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:  # everything after `--` goes to the engine unchanged (gptoss serve ... -- --dtype bfloat16)
         extra = argv[argv.index("--") + 1:]
         argv = argv[:argv.index("--")]
-    args = parser.parse_args(argv)
+    as_json = "--json" in argv
+    set_quiet("--quiet" in argv or "-q" in argv)
+    try:
+        args = parser.parse_args(argv)
+        if extra and not hasattr(args, "extra_engine_args"):
+            raise UsageError("arguments after `--` are only for `gptoss serve` and `gptoss try`",
+                             hint="put engine flags after `--` only with serve or try")
+    except UsageError as exc:
+        return _report(exc, as_json)
     if extra:
-        if not hasattr(args, "extra_engine_args"):
-            parser.error("arguments after `--` are only for `gptoss serve` and `gptoss try`")
         args.extra_engine_args = extra
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:

@@ -35,26 +35,27 @@ def memory_bar(memory: VllmMemory) -> Text:
 
 
 def _command_line(plan: Plan) -> str:
-    if plan.engine == "vllm":
-        prefix = ["vllm", "serve", plan.model]
-    elif plan.engine == "llamacpp":
-        prefix = ["llama-server"]
-    else:
+    from gptoss_deploy.engines import registry
+
+    if plan.engine is None:
         return ""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
-    return (env + " " if env else "") + shlex.join(prefix + plan.engine_args)
+    return (env + " " if env else "") + shlex.join(registry.get(plan.engine).display_command(plan))
 
 
 def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -> None:
     """Print the plan for a person."""
-    out = out or Console(highlight=False)
+    if out is None:
+        from gptoss_deploy.cli.output import console
+
+        out = console()
     out.print(Text(f"{plan.verdict.upper()}", style=VERDICT_STYLE[plan.verdict]),
               f" {plan.model} ({plan.model_quantization}, {plan.model_format}) on {plan.host}")
     for reason in plan.reasons:
         out.print(f"  • {reason}")
     for change in plan.changes:
         out.print(f"  [yellow]change[/yellow] {change.setting}: {change.requested} → {change.planned} ({change.reason})")
-    if plan.memory is not None and plan.engine == "vllm":
+    if plan.memory is not None:
         out.print("\n[bold]Memory per GPU[/bold]")
         out.print(memory_bar(plan.memory))
     if plan.llamacpp is not None:

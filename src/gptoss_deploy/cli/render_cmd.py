@@ -15,7 +15,8 @@ EXAMPLES = """examples:
   gptoss render kubernetes --out k8s/ --profile h200 --hf-token-file /etc/gptoss/hf_token
 
 Secrets are never written: --api-key-file / --hf-token-file name files on the target host (mounted as secrets,
-systemd credentials, Kubernetes Secrets). Existing files are kept unless --force (then saved as .bak).
+systemd credentials, Kubernetes Secrets). Existing files are kept unless --overwrite (then saved as .bak).
+`gptoss serve` artifacts (systemd, image) carry the plan file (NAME.plan.json) and run exactly it.
 """
 
 
@@ -30,7 +31,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", choices=[*ALL, "all"])
     p.add_argument("--out", required=True, help="folder to write into")
-    add_plan_flags(p, force_flag="--force-settings")
+    add_plan_flags(p)
     dep = p.add_argument_group("deployment")
     dep.add_argument("--port", type=positive_int, default=8000, help="published port (default 8000)")
     dep.add_argument("--public", action="store_true", help="publish on all interfaces (needs --api-key-file)")
@@ -42,8 +43,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     dep.add_argument("--proxy", metavar="DOMAIN", help="compose: add a Caddy TLS reverse proxy for DOMAIN")
     dep.add_argument("--monitoring", action="store_true", help="compose: add Prometheus + Grafana")
     p.add_argument("--gptoss-path", default="/usr/local/bin/gptoss", help="systemd: where gptoss is installed")
-    p.add_argument("--force", dest="overwrite", action="store_true",
-                   help="overwrite existing files (keeping .bak copies)")
+    p.add_argument("--overwrite", action="store_true", help="overwrite existing files (keeping .bak copies)")
     p.add_argument("--no-validate", action="store_true", help="skip validating the artifacts")
     p.set_defaults(handler=run)
 
@@ -51,14 +51,15 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 def run(args: argparse.Namespace) -> int:
     """`gptoss render TARGET --out DIR`: 0 written and valid, 1 a validation failed, 2 bad input."""
     from gptoss_deploy.cli.output import emit_json, message
-    from gptoss_deploy.cli.plan_cmd import build_host_and_plan
+    from gptoss_deploy.cli.plan_cmd import build_planned
     from gptoss_deploy.errors import InputError
     from gptoss_deploy.render.deployment import RenderOptions
     from gptoss_deploy.render.output import render, validate, write
 
     if not args.name.replace("-", "").isalnum():
         raise InputError(f"--name {args.name!r} must be letters, digits and dashes", hint="e.g. --name gptoss-120b")
-    host, plan = build_host_and_plan(args)
+    planned = build_planned(args)
+    host, plan = planned.host, planned.plan
     options = RenderOptions(port=args.port, public=args.public, api_key_file=args.api_key_file,
                             hf_token_file=args.hf_token_file, served_name=args.served_model_name, image=args.image,
                             name=args.name)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     paths = write(artifacts, Path(args.out), args.overwrite)
     checks = [] if args.no_validate else validate(artifacts)
     if args.json:
-        emit_json({"deployment": deployment.model_dump(), "written": [str(p) for p in paths],
+        emit_json("render", {"deployment": deployment.model_dump(), "written": [str(p) for p in paths],
                    "validation": [c.model_dump() for c in checks]})
     else:
         for path in paths:

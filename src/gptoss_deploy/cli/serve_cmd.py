@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int, read_key_file
+from gptoss_deploy.cli.args import (add_engine_knobs, add_engine_locations, add_host_flags, positive_float,
+                                    positive_int, read_key_file)
 
 EXAMPLES = """examples:
   gptoss serve --model gpt-oss-20b                       # plan for this host, serve on 127.0.0.1:8000
@@ -12,6 +13,9 @@ EXAMPLES = """examples:
   API_KEY=... gptoss serve --host 0.0.0.0 --watchdog     # public: a key is required; canary + restarts
   MODEL=./gpt-oss-20b-mxfp4.gguf PORT=9000 gptoss serve  # the seed image's environment contract
   gptoss serve --model ./tiny -- --dtype bfloat16        # extra engine flags after --
+  gptoss serve --plan plan.json                          # exactly a saved plan (gptoss plan --save plan.json)
+  gptoss serve --plan plan.json --replan                 # plan it again for this GPU / engine release
+  gptoss serve --model gpt-oss-120b --profile h100 --dry-run   # preview another machine
 
 settings: flag > environment (MODEL, MAX_MODEL_LEN, TENSOR_PARALLEL_SIZE, GPU_MEMORY_UTILIZATION, QUANTIZATION,
 KV_CACHE_DTYPE, MAX_NUM_SEQS, MAX_NUM_BATCHED_TOKENS, ASYNC_SCHEDULING, ENABLE_PREFIX_CACHING,
@@ -47,9 +51,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sup.add_argument("--max-restarts", type=positive_int, default=5, help="within --restart-window, then give up")
     sup.add_argument("--restart-window", type=positive_float, default=900.0)
     sup.add_argument("--no-progress", action="store_true", help="no progress display (env SHOW_LOADING_PROGRESS=0)")
-    where = p.add_argument_group("engines")
-    where.add_argument("--vllm-python", help="Python interpreter with vLLM installed (default: this one)")
-    where.add_argument("--llama-server", help="llama-server binary (default: from PATH)")
+    add_engine_locations(p)
+    saved = p.add_argument_group("a saved plan")
+    saved.add_argument("--plan", metavar="FILE", help="serve exactly this plan (`gptoss plan --save FILE`); the host "
+                                                       "and the installed engine are checked against it")
+    saved.add_argument("--replan", action="store_true", help="with --plan: plan again for this host and engine "
+                                                              "(and the settings given), reporting what changed")
+    add_host_flags(p, "preview another machine (with --dry-run)")
     p.add_argument("--config", help="YAML file of settings (also env GPTOSS_CONFIG)")
     p.add_argument("--dry-run", action="store_true", help="print the engine argv and env, start nothing")
     p.add_argument("--check", action="store_true", help="run `gptoss check` once the model answers")
@@ -78,12 +86,18 @@ def settings_from(args: argparse.Namespace, config_file: bool = True):  # noqa: 
 
 
 def inputs_from(args: argparse.Namespace, require_engine: bool = True):  # noqa: ANN201 - ServeInputs, lazily
-    """Engine locations, extra engine arguments and plan switches -> ServeInputs (for `serve` and `try`)."""
+    """Engine locations, extra engine arguments, plan switches and the previewed host -> ServeInputs (for `serve`
+    and `try`)."""
+    from pathlib import Path
+
+    from gptoss_deploy.cli.args import engine_locations, host_choice
     from gptoss_deploy.serve.service import ServeInputs
 
-    return ServeInputs(vllm_python=args.vllm_python, llama_server=args.llama_server,
-                       extra_args=list(args.extra_engine_args), kv_cache_memory_bytes=args.kv_cache_memory_bytes,
-                       enforce_eager=args.enforce_eager, force=args.force, require_engine=require_engine)
+    plan_file = getattr(args, "plan", None)
+    return ServeInputs(locations=engine_locations(args), extra_args=list(args.extra_engine_args),
+                       kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
+                       force=args.force, require_engine=require_engine, hardware=host_choice(args),
+                       plan_file=Path(plan_file) if plan_file else None, replan=getattr(args, "replan", False))
 
 
 def _dry_run(args: argparse.Namespace, prepared) -> int:  # noqa: ANN001
@@ -91,11 +105,12 @@ def _dry_run(args: argparse.Namespace, prepared) -> int:  # noqa: ANN001
 
     launch = prepared.launch
     payload = {"engine": launch.engine, "argv": launch.argv, "env": launch.masked_env(),
+               "engine_args": prepared.plan.engine_args, "plan_env": prepared.plan.env,
                "engine_version": prepared.engine_info.version if prepared.engine_info else None,
                "notes": prepared.notes, "endpoint": prepared.endpoint.base_url + "/v1",
                "served_model_name": prepared.endpoint.served_name}
     if args.json:
-        emit_json(payload)
+        emit_json("serve-dry-run", payload)
     else:
         print(launch.describe())
         for note in prepared.notes:
@@ -107,7 +122,7 @@ def _print_ready(args: argparse.Namespace, supervisor, report) -> None:  # noqa:
     from gptoss_deploy.cli.output import console, emit_json, message
 
     if args.json:
-        emit_json(report)
+        emit_json("serve-ready", report)
     else:
         print(f"endpoint: {report.base_url}/v1  model: {report.served_model_name}", flush=True)
     message(f"[serve] ready in {report.ready_seconds:.0f} s; log {report.log}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptoss_deploy.cli.args import add_engine_knobs, positive_float, positive_int
+from gptoss_deploy.cli.args import add_engine_knobs, add_engine_locations, add_host_flags, positive_float, positive_int
 
 EXAMPLES = """examples:
   gptoss try --model gpt-oss-120b --dry-run                  # print the ladder
@@ -31,8 +31,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--port", type=positive_int, default=8000)
     p.add_argument("--served-model-name")
     p.add_argument("--api-key-file", help="file holding the API key (or env API_KEY)")
-    p.add_argument("--vllm-python", help="Python interpreter with vLLM installed")
-    p.add_argument("--llama-server", help="llama-server binary")
+    add_engine_locations(p)
+    add_host_flags(p, "preview another machine (with --dry-run)")
     p.add_argument("--rung-timeout", type=positive_float, help="seconds each rung may take to become ready "
                                                                "(default: by model size)")
     p.add_argument("--journal", default="gptoss-try.jsonl", help="attempt journal (JSONL, appended)")
@@ -54,27 +54,49 @@ def run(args: argparse.Namespace) -> int:
     from gptoss_deploy.trial.ladder import Ladder, build_ladder
 
     settings = settings_from(args, config_file=False)
-    inputs = inputs_from(args)
+    inputs = inputs_from(args, require_engine=not args.dry_run)
     rungs, plan_error = build_ladder(settings, inputs, args.gguf)
     if args.dry_run:
-        if args.json:
-            emit_json([vars(r) for r in rungs])
-        else:
-            for number, rung in enumerate(rungs, 1):
-                changes = {**rung.settings, **rung.inputs, **{f"{k} (verbatim)": v for k, v in rung.verbatim.items()}}
-                print(f"{number}. {rung.name}: {changes or 'as planned'}\n   expected failure: {rung.expected}")
-        return 0
+        return _dry_run(args, settings, inputs, rungs)
     require_port_free(settings.host, settings.port)
     ladder = Ladder(settings, inputs, rungs, Path(args.journal), args.rung_timeout, logs_dir(),
                     run_check=not args.no_check, bench=args.bench,
                     say=lambda text: print(text, file=sys.stderr, flush=True))
     attempts = ladder.run(resume=args.resume)
     if args.json:
-        emit_json([a.model_dump() for a in attempts])
+        emit_json("try", [a.model_dump(mode="json") for a in attempts])
     else:
         _summary(attempts)
     message(f"journal: {args.journal}")
     return 0 if attempts and attempts[-1].outcome == "ready" else 1
+
+
+def _dry_run(args: argparse.Namespace, settings, inputs, rungs) -> int:  # noqa: ANN001
+    """Each rung with its exact command (secrets masked), or why it cannot be prepared."""
+    from gptoss_deploy.cli.output import emit_json
+    from gptoss_deploy.errors import GptossError
+    from gptoss_deploy.trial.ladder import prepare_rung
+
+    shown = []
+    for rung in rungs:
+        entry = {"rung": rung.name, "expected": rung.expected, "settings": rung.settings, "inputs": rung.inputs,
+                 "verbatim": rung.verbatim}
+        try:
+            prepared = prepare_rung(settings, inputs, rung)
+            prepared.launch.remove_files()
+            entry |= {"engine": prepared.launch.engine, "argv": prepared.launch.argv,
+                      "env": prepared.launch.masked_env(), "engine_args": prepared.plan.engine_args,
+                      "plan_env": prepared.plan.env, "command": prepared.launch.describe()}
+        except GptossError as exc:
+            entry["error"] = exc.message
+        shown.append(entry)
+    if args.json:
+        emit_json("try-dry-run", shown)
+        return 0
+    for number, entry in enumerate(shown, 1):
+        print(f"{number}. {entry['rung']}  (guards against: {entry['expected']})")
+        print(f"   {entry.get('command') or 'cannot be prepared: ' + entry.get('error', '')}")
+    return 0
 
 
 def _summary(attempts) -> None:  # noqa: ANN001 - list[Attempt]

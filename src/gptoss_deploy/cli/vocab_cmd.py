@@ -37,7 +37,7 @@ def run_install(args: argparse.Namespace) -> int:
 
     result = vocab.install(args.dir, wheel=args.wheel, tiktoken_file=args.tiktoken)
     if args.json:
-        emit_json(result)
+        emit_json("vocab", result)
     else:
         for encoding, digest in result.files.items():
             message(f"verified {encoding}.tiktoken sha256 {digest[:16]}…")

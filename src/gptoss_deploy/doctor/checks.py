@@ -7,6 +7,7 @@ from typing import Literal
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel
 
+from gptoss_deploy.data.schema import CudaRule
 from gptoss_deploy.doctor.facts import HostFacts
 from gptoss_deploy.hardware.amd import GTT_OS_RESERVE_GIB, STRIX_MIN_KERNEL, recommended_gtt
 from gptoss_deploy.hardware.types import GIB
@@ -48,7 +49,7 @@ def gpu_check(facts: HostFacts) -> DoctorCheck:
     return _check("gpu", "pass", f"{len(gpus)} x {gpu.name} ({gpu.arch}, {memory}; {gpu.memory_source})")
 
 
-def nvidia_driver_check(facts: HostFacts, vllm_cuda: list[dict]) -> DoctorCheck | None:
+def nvidia_driver_check(facts: HostFacts, vllm_cuda: list[CudaRule]) -> DoctorCheck | None:
     """The driver's CUDA against what the installed (or newest) vLLM wheel was built for."""
     if not facts.host.gpus or facts.host.gpu.vendor != "nvidia":
         return None
@@ -56,16 +57,16 @@ def nvidia_driver_check(facts: HostFacts, vllm_cuda: list[dict]) -> DoctorCheck 
         return _check("nvidia driver", "warn", f"driver {facts.driver or 'unknown'}: NVML gave no CUDA version",
                       "run nvidia-smi to see the driver's CUDA version")
     version = _version(facts.vllm_version) or Version("999")
-    needed = [r for r in vllm_cuda if version >= Version(r["since"])]
+    needed = [r for r in vllm_cuda if version >= Version(r.since)]
     if not needed:
         return _check("nvidia driver", "pass", f"driver {facts.driver}, CUDA {facts.cuda}")
     rule = needed[-1]
-    ok = Version(facts.cuda) >= Version(rule["cuda"])
+    ok = Version(facts.cuda) >= Version(rule.cuda)
     return _check("nvidia driver", "pass" if ok else "fail",
                   f"driver {facts.driver} supports CUDA {facts.cuda}; vLLM {facts.vllm_version or '(newest)'} wheels "
-                  f"need CUDA {rule['cuda']}",
-                  f"upgrade the NVIDIA driver to >= {rule['min_driver']}, or install a vLLM build for CUDA "
-                  f"{facts.cuda.split('.')[0]} (source: {rule['source']})")
+                  f"need CUDA {rule.cuda}",
+                  f"upgrade the NVIDIA driver to >= {rule.min_driver}, or install a vLLM build for CUDA "
+                  f"{facts.cuda.split('.')[0]} (source: {rule.source})")
 
 
 def container_checks(facts: HostFacts) -> list[DoctorCheck]:
@@ -196,7 +197,7 @@ def software_checks(facts: HostFacts, plan: Plan | None, gated: bool | None) -> 
 
 
 def run(facts: HostFacts, plan: Plan | None, model: ModelSpec, target: str | None, gated: bool | None,
-        vllm_cuda: list[dict]) -> list[DoctorCheck]:
+        vllm_cuda: list[CudaRule]) -> list[DoctorCheck]:
     """Every check that applies to this host, model and target."""
     out = [gpu_check(facts)]
     if (driver := nvidia_driver_check(facts, vllm_cuda)) is not None:

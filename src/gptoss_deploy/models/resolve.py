@@ -64,7 +64,7 @@ def from_hub(repo_id: str) -> ModelSpec:
     except LocalEntryNotFoundError as exc:
         raise UnknownModelError(f"{repo_id} is not in the catalog and the Hub cannot be reached",
                                 hint="download the model and pass its directory, or use a catalog id "
-                                     f"({', '.join(e['id'] for e in catalog.entries()[:2])}, ...)") from exc
+                                     f"({', '.join(e.id for e in catalog.entries()[:2])}, ...)") from exc
     except HfHubHTTPError as exc:
         raise UnknownModelError(f"{repo_id}: the Hub answered {exc}",
                                 hint="check the repo id; gated models need HF_TOKEN") from exc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 from gptoss_deploy import data
@@ -30,7 +28,7 @@ class IssueContext(BaseModel):
     async_scheduling: bool = False
 
 
-def _condition_holds(key: str, expected: Any, ctx: IssueContext) -> bool:
+def _condition_holds(key: str, expected: object, ctx: IssueContext) -> bool:
     if key == "max_gpu_gib":
         return ctx.gpu_gib <= float(expected)
     if key == "min_gpu_gib":
@@ -44,13 +42,13 @@ def _condition_holds(key: str, expected: Any, ctx: IssueContext) -> bool:
 def matching_issues(ctx: IssueContext) -> list[IssueHit]:
     """Every known issue whose engine, version range and conditions hold."""
     hits = []
-    for rule in data.load("known_issues")["issues"]:
-        if rule["engine"] != ctx.engine or not versions.in_range(ctx.version, rule.get("versions")):
+    for rule in data.known_issues().issues:
+        if rule.engine != ctx.engine or not versions.in_range(ctx.version, rule.versions):
             continue
-        if all(_condition_holds(k, v, ctx) for k, v in (rule.get("when") or {}).items()):
-            fix = rule.get("fix") or {}
-            hits.append(IssueHit(id=rule["id"], title=rule["title"], severity=rule["severity"],
-                                 effect=rule["effect"], fix=fix.get("text", ""), source=rule["source"],
-                                 applied_env={k: str(v) for k, v in (fix.get("env") or {}).items()},
-                                 defaults=fix.get("defaults") or {}, conditions=list(rule.get("when") or {})))
+        conditions = rule.when.keys()
+        if all(_condition_holds(k, getattr(rule.when, k), ctx) for k in conditions):
+            hits.append(IssueHit(id=rule.id, title=rule.title, severity=rule.severity, effect=rule.effect,
+                                 fix=rule.fix.text, source=rule.source,
+                                 applied_env={k: str(v) for k, v in rule.fix.env.items()},
+                                 defaults=dict(rule.fix.defaults), conditions=conditions))
     return hits

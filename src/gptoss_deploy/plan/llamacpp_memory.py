@@ -6,7 +6,10 @@ padded to 256 (llama_kv_cache_iswa, gptoss-facts.md §8, llama.cpp b11434 source
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gptoss_deploy import data
+from gptoss_deploy.data.schema import LlamacppFacts
 from gptoss_deploy.hardware.types import GIB, Host
 from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import LlamacppSettings
@@ -18,8 +21,8 @@ KV_BYTES_F16 = 2
 SWA_PAD = 256
 
 
-def _facts() -> dict:
-    return data.load("engine_facts")["llamacpp"]
+def _facts() -> LlamacppFacts:
+    return data.engine_facts().llamacpp
 
 
 def expert_bytes_per_layer(model: ModelSpec) -> int:
@@ -37,7 +40,7 @@ def kv_bytes(model: ModelSpec, n_ctx: int, n_parallel: int) -> tuple[int, int]:
     if arch.sliding_window:
         # One SWA stream per slot (kv_unified off, the server's default), each padded to 256 cells
         # (src/llama-kv-cache-iswa.cpp, b11434: GGML_PAD(min(size, n_swa + n_ubatch), 256)).
-        per_slot = min(n_ctx // n_parallel, arch.sliding_window + _facts()["default_ubatch"])
+        per_slot = min(n_ctx // n_parallel, arch.sliding_window + _facts().default_ubatch)
         cells = n_parallel * -(-per_slot // SWA_PAD) * SWA_PAD
         swa = arch.num_sliding_layers * cells * per_cell_layer
     else:
@@ -45,11 +48,20 @@ def kv_bytes(model: ModelSpec, n_ctx: int, n_parallel: int) -> tuple[int, int]:
     return full, swa
 
 
+@dataclass(frozen=True)
+class LlamacppFit:
+    """llama.cpp settings, whether they fit, and a one-line reason."""
+
+    settings: LlamacppSettings
+    fits: bool
+    why: str
+
+
 def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_ctx: int,
-                  n_parallel: int = 1) -> tuple[LlamacppSettings, bool, str]:
+                  n_parallel: int = 1) -> LlamacppFit:
     """Settings, whether they fit, and a one-line reason. Chooses the smallest --n-cpu-moe that fits."""
     full, swa = kv_bytes(model, n_ctx, n_parallel)
-    compute = int(_facts()["compute_buffer_gib"] * GIB)
+    compute = int(_facts().compute_buffer_gib * GIB)
     layers = model.arch.num_hidden_layers
     per_layer = expert_bytes_per_layer(model)
     ram = host.ram_bytes
@@ -62,10 +74,10 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
                                     ram_bytes_needed=need)
         fits = ram is None or need <= ram * RAM_BUDGET_FRACTION
         have = f"the host has {ram / GIB:.1f} GiB (uses at most {RAM_BUDGET_FRACTION:.0%})" if ram else "RAM unknown"
-        return settings, fits, f"CPU only: needs {need / GIB:.1f} GiB of RAM; {have}"
+        return LlamacppFit(settings, fits, f"CPU only: needs {need / GIB:.1f} GiB of RAM; {have}")
     gpu = host.gpu
     assert gpu is not None
-    reserve = data.load("engine_facts")["vllm"]["memory_model"]["unified_memory_os_reserve_gib"] * GIB
+    reserve = data.engine_facts().vllm.memory_model.unified_memory_os_reserve_gib * GIB
     per_device_budget = int(gpu.visible_bytes * GPU_BUDGET_FRACTION - (reserve if gpu.unified_memory else 0))
     total_budget = per_device_budget * host.gpu_count
     fixed = full + swa + compute * host.gpu_count
@@ -84,25 +96,24 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
                                 gpu_budget_per_device=per_device_budget, cpu_expert_bytes=ram_need,
                                 ram_bytes_needed=ram_need)
     if chosen is None:
-        return settings, False, (f"even with all {layers} layers' experts in RAM, {gpu_need / GIB:.1f} GiB of "
-                                 f"attention/KV/buffers exceed {total_budget / GIB:.1f} GiB of GPU memory")
+        return LlamacppFit(settings, False, f"even with all {layers} layers' experts in RAM, {gpu_need / GIB:.1f} "
+                           f"GiB of attention/KV/buffers exceed {total_budget / GIB:.1f} GiB of GPU memory")
     if ram is not None and ram_need > ram * RAM_BUDGET_FRACTION:
-        return settings, False, (f"--n-cpu-moe {n_cpu_moe} needs {ram_need / GIB:.1f} GiB of RAM for experts, "
-                                 f"the host has {ram / GIB:.1f} GiB")
+        return LlamacppFit(settings, False, f"--n-cpu-moe {n_cpu_moe} needs {ram_need / GIB:.1f} GiB of RAM for "
+                           f"experts, the host has {ram / GIB:.1f} GiB")
     where = f"experts of {n_cpu_moe} layers in RAM ({ram_need / GIB:.1f} GiB)" if n_cpu_moe else "all on GPU"
-    return settings, True, f"{where}; {gpu_need / GIB:.1f} of {total_budget / GIB:.1f} GiB GPU memory"
+    return LlamacppFit(settings, True, f"{where}; {gpu_need / GIB:.1f} of {total_budget / GIB:.1f} GiB GPU memory")
 
 
-def llamacpp_args(settings: LlamacppSettings) -> list[str]:
-    """llama-server flags for these settings (model first; host/port/key are added at launch).
+def gguf_for(model: ModelSpec) -> tuple[str, int] | None:
+    """The GGUF llama.cpp would load for this model and its size: the file itself, or the catalog's GGUF
+    alternative as `hf:<repo>`; None when there is none."""
+    from gptoss_deploy.models import catalog
 
-    `hf:<repo>` means a GGUF repository on the Hub: llama-server fetches it with `-hf` (builds with curl).
-    """
-    model = ["-hf", settings.gguf[3:]] if settings.gguf.startswith("hf:") else ["-m", settings.gguf]
-    args = [*model, "-c", str(settings.n_ctx), "-np", str(settings.n_parallel),
-            "--jinja", "-fa", settings.flash_attn]
-    if settings.n_gpu_layers:
-        args += ["-ngl", str(settings.n_gpu_layers)]
-    if settings.n_cpu_moe:
-        args += ["--n-cpu-moe", str(settings.n_cpu_moe)]
-    return args
+    if model.format == "gguf":
+        return model.id, model.checkpoint_bytes or 0
+    if model.gguf_alternative:
+        alt = catalog.lookup(model.gguf_alternative)
+        if alt and alt.checkpoint_bytes:
+            return f"hf:{alt.id}", alt.checkpoint_bytes
+    return None

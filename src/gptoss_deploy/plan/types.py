@@ -1,22 +1,39 @@
-"""The Plan (pydantic, versioned) and the request it answers."""
+"""The Plan (pydantic, versioned) and the request it answers.
+
+A plan holds typed settings per engine, never an argv to patch: `engine_args` and `env` are computed from the
+settings by the engine's one builder (engines/) whenever they are read, so every consumer (serve, try, render,
+the lane) runs the same command. A saved plan (`gptoss plan --save`) is the deployable unit.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
-PLAN_SCHEMA_VERSION = 1
+from gptoss_deploy.hardware.types import Host
+
+PLAN_SCHEMA_VERSION = 2
 
 Verdict = Literal["fits", "fits with changes", "does not fit"]
-Engine = Literal["vllm", "llamacpp"]
 Severity = Literal["refuse", "warn", "info"]
+
+
+def _known_engine(value: str, allow_auto: bool) -> str:
+    from gptoss_deploy.engines import registry
+
+    names = registry.names()
+    if value in names or (allow_auto and value == "auto"):
+        return value
+    raise ValueError(f"unknown engine {value!r} (known: {', '.join((['auto'] if allow_auto else []) + names)})")
 
 
 class PlanRequest(BaseModel):
     """What the user asked for; None = let the planner choose."""
 
-    engine: Literal["auto", "vllm", "llamacpp"] = "auto"
+    model_config = ConfigDict(extra="forbid")
+
+    engine: str = "auto"
     vllm_version: str | None = None
     max_model_len: int | None = Field(None, gt=0)
     tensor_parallel_size: int | None = Field(None, gt=0)
@@ -33,10 +50,16 @@ class PlanRequest(BaseModel):
     enable_prefix_caching: bool | None = None
     enable_chunked_prefill: bool | None = None
     quantization: str | None = Field(None, description="vLLM --quantization, when it differs from the checkpoint's")
+    dtype: str | None = Field(None, description="vLLM --dtype (default: the checkpoint's)")
     offline: bool = False
     vocab_dir: str | None = None
     force: bool = False
     nodes: int = Field(1, gt=0, description="machines like `host`; >1 = pipeline parallel across them (vLLM on Ray)")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_known(cls, value: str) -> str:
+        return _known_engine(value, allow_auto=True)
 
 
 class Change(BaseModel):
@@ -105,28 +128,45 @@ class KvPrediction(BaseModel):
 
 
 class VllmSettings(BaseModel):
-    """The vLLM configuration chosen."""
+    """The vLLM configuration chosen: everything the argv builder (engines/vllm.py) needs, and nothing else."""
+
+    model_config = ConfigDict(extra="forbid")
 
     version: str
+    device: Literal["gpu", "cpu"] = "gpu"
     tensor_parallel_size: int
+    pipeline_parallel_size: int = 1
+    distributed_executor_backend: str | None = Field(None, description="ray for multi-node pipeline parallel")
     max_model_len: int
     gpu_memory_utilization: float
     max_num_batched_tokens: int
     max_num_seqs: int
+    default_max_num_batched_tokens: int = Field(description="vLLM's own default here: the flag is left out when equal")
+    default_max_num_seqs: int = Field(description="vLLM's own default here: the flag is left out when equal")
     kv_cache_dtype: str
+    kv_cache_memory_bytes: int | None = None
     block_size: int
     attention_backend: str
+    explicit_attention: bool = Field(False, description="select the attention backend explicitly")
     moe_backend: str
+    backend_env: dict[str, str] = Field(default_factory=dict, description="variables the backend choice needs")
+    backend_args: list[str] = Field(default_factory=list, description="flags the backend recipe needs")
+    issue_env: dict[str, str] = Field(default_factory=dict, description="known-issue fixes applied by the plan")
     enforce_eager: bool
     async_scheduling: bool
     tool_calling: bool
     tool_call_parser: str = "openai"
-    kv_cache_memory_bytes: int | None = None
-    pipeline_parallel_size: int = 1
+    enable_prefix_caching: bool | None = None
+    enable_chunked_prefill: bool | None = None
+    quantization: str | None = Field(None, description="--quantization, only when it differs from the checkpoint's")
+    dtype: str | None = None
+    vocab_dir: str | None = Field(None, description="TIKTOKEN_ENCODINGS_BASE (the offline harmony vocab)")
 
 
 class LlamacppSettings(BaseModel):
     """The llama.cpp configuration chosen."""
+
+    model_config = ConfigDict(extra="forbid")
 
     gguf: str
     n_ctx: int
@@ -161,13 +201,18 @@ class Alternative(BaseModel):
 
     description: str
     verdict: Verdict
-    engine: Engine
+    engine: str
     model: str
     detail: str
 
 
+COMPUTED_FIELDS = ("engine_args", "env")
+
+
 class Plan(BaseModel):
     """Everything later stages need: what to run, why, what it will log, and what can go wrong."""
+
+    model_config = ConfigDict(extra="forbid")
 
     schema_version: int = PLAN_SCHEMA_VERSION
     tool_version: str
@@ -178,14 +223,14 @@ class Plan(BaseModel):
     model: str
     model_quantization: str
     model_format: str
-    engine: Engine | None
+    engine: str | None
     vllm: VllmSettings | None = None
     llamacpp: LlamacppSettings | None = None
+    other_settings: dict[str, Any] = Field(default_factory=dict,
+                                           description="settings of an engine without a typed model here (plugins)")
     memory: VllmMemory | None = None
     kv: KvPrediction | None = None
     predicted_log: list[str] = Field(default_factory=list)
-    engine_args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
     changes: list[Change] = Field(default_factory=list)
     issues: list[IssueHit] = Field(default_factory=list)
     alternatives: list[Alternative] = Field(default_factory=list)
@@ -193,3 +238,30 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     nodes: int = 1
     explain: list[Explain] = Field(default_factory=list)
+    request: PlanRequest | None = Field(None, description="what was asked (re-planning starts from it)")
+    hardware: Host | None = Field(None, description="the host planned for (a served plan is checked against it)")
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_known(cls, value: str | None) -> str | None:
+        return None if value is None else _known_engine(value, allow_auto=False)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def engine_args(self) -> list[str]:
+        """The planned engine flags, built from the settings by the engine (program, model, endpoint excluded)."""
+        from gptoss_deploy.engines import registry
+
+        return registry.get(self.engine).engine_args(self) if self.engine else []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def env(self) -> dict[str, str]:
+        """The planned engine environment, built from the settings by the engine."""
+        from gptoss_deploy.engines import registry
+
+        return registry.get(self.engine).engine_env(self) if self.engine else {}
+
+    def file_data(self) -> dict[str, Any]:
+        """The plan as a saved file holds it: the settings, without the computed command."""
+        return self.model_dump(mode="json", exclude=set(COMPUTED_FIELDS))

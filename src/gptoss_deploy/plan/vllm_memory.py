@@ -9,6 +9,7 @@ max concurrency = num_blocks / blocks per request.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from gptoss_deploy.hardware.types import GIB, Gpu
 from gptoss_deploy.models.spec import ArchConfig
@@ -16,7 +17,7 @@ from gptoss_deploy.plan import versions
 from gptoss_deploy.plan.types import KvPrediction, VllmMemory
 
 KV_DTYPE_BYTES = {"auto": 2, "bf16": 2, "fp16": 2, "fp8": 1}
-LOG_LEN_ROUNDING = 1024
+CONTEXT_ROUNDING = 1024  # a context the planner shortens is rounded down to a multiple of this
 
 
 def kv_heads_per_rank(arch: ArchConfig, tp: int) -> int:
@@ -86,19 +87,32 @@ def predict_kv(arch: ArchConfig, tp: int, kv_dtype: str, block_size: int, availa
     )
 
 
-def default_batch(gpu: Gpu | None, version: str) -> tuple[int, int]:
+@dataclass(frozen=True)
+class BatchDefaults:
+    """vLLM's default batch for the API server on a device."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+
+def default_batch(gpu: Gpu | None, version: str) -> BatchDefaults:
     """vLLM's default (max_num_batched_tokens, max_num_seqs) for the API server on this device."""
-    facts = versions.vllm_facts()["default_batch"]
+    facts = versions.vllm_facts().default_batch
     if gpu is None:
-        return facts["cpu"]["max_num_batched_tokens"], facts["cpu"]["max_num_seqs"]
-    for tier in facts["tiers"]:
-        if tier.get("since") and not versions.at_least(version, tier["since"]):
+        return BatchDefaults(facts.cpu.max_num_batched_tokens, facts.cpu.max_num_seqs)
+    for tier in facts.tiers:
+        if tier.since and not versions.at_least(version, tier.since):
             continue
-        if tier.get("exclude_name") and tier["exclude_name"] in gpu.name.lower():
+        if tier.exclude_name and tier.exclude_name in gpu.name.lower():
             continue
-        if gpu.visible_bytes >= tier["min_gib"] * GIB:
-            return tier["max_num_batched_tokens"], tier["max_num_seqs"]
+        if gpu.visible_bytes >= tier.min_gib * GIB:
+            return BatchDefaults(tier.max_num_batched_tokens, tier.max_num_seqs)
     raise AssertionError("engine_facts.yaml default_batch needs a min_gib: 0 tier")
+
+
+def cpu_kv_gib(kv_cache_memory_bytes: int | None) -> int:
+    """VLLM_CPU_KVCACHE_SPACE for a KV budget: whole GiB, at least 1; 4 GiB when none is given."""
+    return max(1, kv_cache_memory_bytes // GIB) if kv_cache_memory_bytes else 4
 
 
 def cudagraph_capture_size(mnbt: int, max_num_seqs: int) -> int:
@@ -109,18 +123,18 @@ def cudagraph_capture_size(mnbt: int, max_num_seqs: int) -> int:
 def budget(gpu: Gpu, arch: ArchConfig, weights_bytes: int, util: float, tp: int, mnbt: int, max_num_seqs: int,
            version: str, enforce_eager: bool, kv_override: int | None = None) -> VllmMemory:
     """vLLM's per-rank memory budget: what is requested, what is not KV, and what remains for KV."""
-    model = versions.vllm_facts()["memory_model"]
+    model = versions.vllm_facts().memory_model
     visible = gpu.visible_bytes
     requested = math.ceil(visible * util)
     hidden_scale = arch.hidden_size / 2880
     sampled = min(mnbt, max_num_seqs)
-    activation = int(mnbt * model["activation_bytes_per_token"] * hidden_scale
-                     + sampled * arch.vocab_size * model["sampler_bytes_per_vocab_entry"])
-    non_torch = int((model["non_torch_gib"] + (model["non_torch_per_extra_rank_gib"] if tp > 1 else 0)) * GIB)
+    activation = int(mnbt * model.activation_bytes_per_token * hidden_scale
+                     + sampled * arch.vocab_size * model.sampler_bytes_per_vocab_entry)
+    non_torch = int((model.non_torch_gib + (model.non_torch_per_extra_rank_gib if tp > 1 else 0)) * GIB)
     graphs = 0
     if not enforce_eager:
         scale = cudagraph_capture_size(mnbt, max_num_seqs) / 1024
-        graphs = int(arch.num_hidden_layers * model["cudagraph_gib_per_layer_at_1024"] * scale * GIB)
+        graphs = int(arch.num_hidden_layers * model.cudagraph_gib_per_layer_at_1024 * scale * GIB)
     in_budget = versions.cudagraph_estimate_default(version)
     kv = requested - weights_bytes - activation - non_torch - (graphs if in_budget else 0)
     return VllmMemory(

@@ -4,6 +4,7 @@ always parse); shell/unit files come from jinja2 templates. Every artifact start
 from __future__ import annotations
 
 import json
+import posixpath
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from gptoss_deploy.engines import Binding, registry
 from gptoss_deploy.hardware.amd import GTT_OS_RESERVE_GIB, recommended_gtt
 from gptoss_deploy.plan.types import Plan
 from gptoss_deploy.render.deployment import HF_CACHE, SECRETS_DIR, Deployment, health_command
@@ -62,16 +64,16 @@ def docker(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]
 
 
 # -- compose ------------------------------------------------------------------------------------------------
-def _vllm_key_entrypoint() -> list[str]:
-    # vLLM has no key-file flag: read the compose secret into VLLM_API_KEY, then exec the command (argv intact).
-    return ["/bin/sh", "-c", f'VLLM_API_KEY="$$(cat {SECRETS_DIR}/api_key)" exec "$$@"', "engine"]
+def _key_env_entrypoint(variable: str) -> list[str]:
+    # The engine has no key-file flag: read the compose secret into its variable, then exec the command (argv intact).
+    return ["/bin/sh", "-c", f'{variable}="$$(cat {SECRETS_DIR}/api_key)" exec "$$@"', "engine"]
 
 
 def compose_service(d: Deployment) -> dict[str, Any]:
     """The engine service."""
     service: dict[str, Any] = {"image": d.image, "container_name": d.name, "restart": "unless-stopped"}
-    if d.engine == "vllm" and d.api_key:
-        service["entrypoint"] = _vllm_key_entrypoint()
+    if d.key_env and d.api_key:
+        service["entrypoint"] = _key_env_entrypoint(d.key_env)
         service["command"] = list(d.command)
     else:
         service["entrypoint"] = [d.command[0]]
@@ -133,36 +135,27 @@ def compose(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact
 
 
 # -- systemd ------------------------------------------------------------------------------------------------
-def serve_flags(d: Deployment, plan: Plan) -> list[str]:
-    """`gptoss serve` flags pinning every planned setting, so the unit runs this plan and no other."""
-    flags = ["--model", plan.model, "--served-model-name", d.served_name, "--host", d.bind, "--port", str(d.host_port)]
-    if plan.vllm:
-        v = plan.vllm
-        flags += ["--engine", "vllm", "--max-model-len", str(v.max_model_len), "--tensor-parallel-size",
-                  str(v.tensor_parallel_size), "--gpu-memory-utilization", str(v.gpu_memory_utilization),
-                  "--max-num-batched-tokens", str(v.max_num_batched_tokens), "--max-num-seqs", str(v.max_num_seqs),
-                  "--kv-cache-dtype", v.kv_cache_dtype]
-        if v.enforce_eager:
-            flags.append("--enforce-eager")
-        if not v.tool_calling:
-            flags.append("--no-tools")
-    else:
-        flags += ["--engine", "llamacpp", "--max-model-len", str(plan.llamacpp.n_ctx if plan.llamacpp else 0)]
-    return flags
+def plan_artifact(d: Deployment, plan: Plan) -> Artifact:
+    """The plan file that `gptoss serve --plan` artifacts run (settings only; the command is rebuilt from them)."""
+    return Artifact(f"{d.name}.plan.json", json.dumps(plan.file_data(), indent=2) + "\n")
+
+
+def serve_args(d: Deployment) -> list[str]:
+    """`gptoss serve` arguments that run exactly the rendered plan: the plan file, then only the endpoint."""
+    return ["--plan", d.plan_file, "--served-model-name", d.served_name, "--host", d.bind, "--port", str(d.host_port)]
 
 
 def systemd(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
-    """A hardened Type=notify unit running `gptoss serve` with the watchdog."""
+    """A hardened Type=notify unit running `gptoss serve --plan` with the watchdog, and the plan file it runs."""
     gptoss = options.get("gptoss_path", "/usr/local/bin/gptoss")
-    flags = serve_flags(d, plan) + ["--watchdog", "--no-progress", "--log-file", f"{STATE_DIR}/serve.log"]
+    flags = serve_args(d) + ["--watchdog", "--no-progress", "--log-file", f"{STATE_DIR}/serve.log"]
     if d.api_key:
         flags += ["--api-key-file", "%d/api_key"]
     exec_start = " ".join([gptoss, "serve", *(_systemd_quote(f) for f in flags)])
     text = _jinja("systemd.service.jinja", d=d, header=header(d), exec_start=exec_start, user=SYSTEMD_USER,
-                  state_dir=STATE_DIR, env={k: v for k, v in (d.env | d.amd_env).items() if k != "HF_TOKEN_PATH"},
-                  api_key_file=options.get("api_key_file") or "",
+                  state_dir=STATE_DIR, env=d.amd_env, api_key_file=options.get("api_key_file") or "",
                   hf_token_file=options.get("hf_token_file") or "")
-    return [Artifact(f"{d.name}.service", text)]
+    return [Artifact(f"{d.name}.service", text), plan_artifact(d, plan)]
 
 
 def _systemd_quote(arg: str) -> str:
@@ -183,13 +176,13 @@ def image(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     """Dockerfile on the engine's base image with `gptoss serve` as the entrypoint (+ optional sshd)."""
     from gptoss_deploy.render.deployment import health_script
 
-    if d.engine != "vllm":
-        return []  # the llama.cpp images carry no Python: use the docker/compose targets for them
-    env = {k: v for k, v in (d.env | d.amd_env).items() if k != "HF_TOKEN_PATH"}
-    dockerfile = _jinja("Dockerfile.jinja", d=d, header=header(d), hf_cache=HF_CACHE, model=plan.model, env=env,
-                        health=health_script(d))
+    if not d.image_has_python:
+        return []  # an engine image without Python cannot run `gptoss serve`: use the docker/compose targets
+    dockerfile = _jinja("Dockerfile.jinja", d=d, header=header(d), hf_cache=HF_CACHE, env=d.amd_env,
+                        health=health_script(d), plan_name=f"{d.name}.plan.json")
     entrypoint = _jinja("entrypoint.sh.jinja", header=header(d))
-    return [Artifact("Dockerfile", dockerfile), Artifact("entrypoint.sh", entrypoint, executable=True)]
+    return [Artifact("Dockerfile", dockerfile), Artifact("entrypoint.sh", entrypoint, executable=True),
+            plan_artifact(d, plan)]
 
 
 # -- nixos --------------------------------------------------------------------------------------------------
@@ -198,36 +191,30 @@ def nix_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${") + '"'
 
 
+# Stand-ins the engine's builder puts where the module's options go (cfg.model, cfg.host, cfg.port).
+NIX_MODEL, NIX_HOST, NIX_PORT = "@gptoss-model@", "@gptoss-host@", 65432
+NIX_TOKENS = {NIX_MODEL: "cfg.model", NIX_HOST: "cfg.host", str(NIX_PORT): "(toString cfg.port)"}
+
+
+def nix_command(d: Deployment, plan: Plan) -> list[str]:
+    """The engine's own command with stand-ins for the model, host and port; the key file comes from apiKeyFile."""
+    engine = registry.for_plan(plan)
+    model = ("hf:" if d.model_ref.startswith("hf:") else "") + NIX_MODEL
+    command = engine.command(plan, Binding(program=d.program, model=model, host=NIX_HOST, port=NIX_PORT,
+                                           served_name=d.served_name))
+    if command.count(str(NIX_PORT)) != 1:
+        raise AssertionError("the port stand-in must appear exactly once in the NixOS command")
+    return command
+
+
 def nixos(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     """A NixOS module (options: model, host, port, extraArgs, environment, apiKeyFile) in the seed's shape."""
-    nix_args = []
-    model_default = d.model_ref
-    args = d.command[1:]
-    for i, arg in enumerate(args):
-        before = args[i - 1] if i else ""
-        if before in ("--model", "-m", "-hf", "--hf-repo"):
-            nix_args.append("cfg.model")
-            model_default = arg
-        elif before == "--host":
-            nix_args.append("cfg.host")
-        elif before == "--port":
-            nix_args.append("(toString cfg.port)")
-        elif arg == "--api-key-file" or before == "--api-key-file":
-            continue  # added from cfg.apiKeyFile
-        else:
-            nix_args.append(nix_string(arg))
-    if d.engine == "vllm":
-        package, package_doc = "pkgs.python3.withPackages (ps: [ ps.vllm ])", "Python with vLLM"
-        exec_prefix, key_args = "${cfg.package}/bin/python3", "[ ]"
-        devices = d.gpu_devices or []
-    else:
-        rocm = d.vendor == "amd" and d.gfx_target != "gfx1151"
-        package = ("pkgs.llama-cpp.override { rocmSupport = true; }" if rocm else
-                   "pkgs.llama-cpp.override { vulkanSupport = true; }" if d.vendor == "amd" else
-                   "pkgs.llama-cpp.override { cudaSupport = true; }" if d.vendor == "nvidia" else "pkgs.llama-cpp")
-        package_doc = "llama.cpp (llama-server)"
-        exec_prefix, key_args = "${cfg.package}/bin/llama-server", '[ "--api-key-file" "%d/api_key" ]'
-        devices = (["/dev/kfd", "char-drm"] if d.vendor == "amd" else d.gpu_devices) or []
+    nix_args = [NIX_TOKENS.get(token, nix_string(token)) for token in nix_command(d, plan)[1:]]
+    model_default = d.model_ref.removeprefix("hf:")
+    package, package_doc = d.nix_package
+    exec_prefix = "${cfg.package}/bin/" + posixpath.basename(d.command[0])
+    key_args = "[ ]" if d.key_env else '[ "--api-key-file" "%d/api_key" ]'
+    devices = (["/dev/kfd", "char-drm"] if d.vendor == "amd" else d.gpu_devices) or []
     ram = d.ram_gib or 0
     gtt_mib, pages_limit = recommended_gtt(ram)
     text = _jinja("nixos.nix.jinja", d=d, header=header(d), model_default=model_default, package=package, package_doc=package_doc,
@@ -247,9 +234,9 @@ def kubernetes(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
                                      {"name": "dshm", "emptyDir": {"medium": "Memory",
                                                                    "sizeLimit": f"{d.shm_size_gib}Gi"}}]
     if d.api_key:
-        if d.engine == "vllm":
-            env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": f"{d.name}-api-key",
-                                                                                 "key": "api_key"}}})
+        if d.key_env:
+            env.append({"name": d.key_env, "valueFrom": {"secretKeyRef": {"name": f"{d.name}-api-key",
+                                                                            "key": "api_key"}}})
         mounts.append({"name": "api-key", "mountPath": f"{SECRETS_DIR}/api_key", "subPath": "api_key",
                        "readOnly": True})
         volumes.append({"name": "api-key", "secret": {"secretName": f"{d.name}-api-key"}})
@@ -370,8 +357,7 @@ def runpod(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]
            "volumeMountPath": "/root/.cache/huggingface",
            "ports": f"{d.container_port}/tcp",  # TCP, not the HTTP proxy (which times out long requests)
            "dockerArgs": shlex.join(d.command),
-           "env": d.env | ({"VLLM_API_KEY": "{{ RUNPOD_SECRET_gptoss_api_key }}"} if d.api_key and d.engine == "vllm"
-                           else {}),
+           "env": d.env | ({d.key_env: "{{ RUNPOD_SECRET_gptoss_api_key }}"} if d.api_key and d.key_env else {}),
            "_plan": d.plan_summary, "_generated_by": f"gpt-oss-deploy {d.tool_version}"}
     readme = (f"{header(d)}\n\n# RunPod\n\n1. Create a RunPod secret named `gptoss_api_key` (Settings -> Secrets); the pod "
               "reads it as `{{ RUNPOD_SECRET_gptoss_api_key }}`, so no key is written here.\n"
@@ -386,30 +372,14 @@ def monitoring(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
     """Prometheus scrape config and alerts, Grafana datasource + dashboard (vLLM or llama.cpp metric names)."""
     target = options.get("scrape_target", f"127.0.0.1:{d.host_port}")
     scrape: dict[str, Any] = {"job_name": d.name, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
-    if d.api_key and d.engine == "llamacpp":
+    spec = registry.get(d.engine).monitoring(d.name)
+    if d.api_key and spec.needs_key:
         scrape["authorization"] = {"credentials_file": "/etc/prometheus/api_key"}
     prometheus = {"global": {"scrape_interval": "15s"}, "rule_files": ["/etc/prometheus/alerts.yml"],
                   "scrape_configs": [scrape]}
-    if d.engine == "vllm":
-        rules = [
-            {"alert": "GptossKvCacheFull", "expr": 'vllm:kv_cache_usage_perc > 0.9 and vllm:num_requests_waiting > 0',
-             "for": "5m", "labels": {"severity": "warning"},
-             "annotations": {"summary": "KV cache above 90 % with requests queued: lower concurrency or add memory"}},
-            {"alert": "GptossPreempting", "expr": "rate(vllm:num_preemptions_total[5m]) > 0", "for": "10m",
-             "labels": {"severity": "warning"}, "annotations": {"summary": "requests are being preempted"}},
-        ]
-        panels = [("Output tokens/s", "sum(rate(vllm:generation_tokens_total[1m]))"),
-                  ("TTFT p50 / p99 (s)", "histogram_quantile(0.99, sum(rate(vllm:time_to_first_token_seconds_bucket[5m])) by (le))"),
-                  ("TPOT p99 (s)", "histogram_quantile(0.99, sum(rate(vllm:inter_token_latency_seconds_bucket[5m])) by (le))"),
-                  ("Running / waiting", "vllm:num_requests_running"), ("Waiting", "vllm:num_requests_waiting"),
-                  ("KV cache usage", "vllm:kv_cache_usage_perc")]
-    else:
-        rules = [{"alert": "GptossQueueBuilding", "expr": "llamacpp:requests_deferred > 0", "for": "5m",
-                  "labels": {"severity": "warning"}, "annotations": {"summary": "requests wait for a free slot"}}]
-        panels = [("Output tokens/s", "llamacpp:predicted_tokens_seconds"),
-                  ("Prompt tokens/s", "llamacpp:prompt_tokens_seconds"),
-                  ("Processing / deferred", "llamacpp:requests_processing"), ("Deferred", "llamacpp:requests_deferred"),
-                  ("KV cache usage", "llamacpp:kv_cache_usage_ratio")]
+    rules = [{"alert": r.alert, "expr": r.expr, "for": r.for_, "labels": {"severity": r.severity},
+              "annotations": {"summary": r.summary}} for r in spec.rules]
+    panels = [(panel.title, panel.expr) for panel in spec.panels]
     rules += [
         {"alert": "GptossDown", "expr": f'up{{job="{d.name}"}} == 0', "for": "2m", "labels": {"severity": "critical"},
          "annotations": {"summary": "the engine's /metrics is unreachable"}},

@@ -59,6 +59,12 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _engine(text: str) -> str:
+    from gptoss_deploy.engines import registry
+
+    return _choice("auto", *registry.names())(text)
+
+
 def _text(text: str) -> str:
     value = str(text).strip()
     if not value:
@@ -69,7 +75,7 @@ def _text(text: str) -> str:
 # setting -> (environment variable, parser); the seed image's contract plus gptoss's own names.
 CONTRACT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "model": ("MODEL", _text),
-    "engine": ("ENGINE", _choice("auto", "vllm", "llamacpp")),
+    "engine": ("ENGINE", _engine),
     "max_model_len": ("MAX_MODEL_LEN", _positive_int),
     "tensor_parallel_size": ("TENSOR_PARALLEL_SIZE", _positive_int),
     "gpu_memory_utilization": ("GPU_MEMORY_UTILIZATION", _fraction),

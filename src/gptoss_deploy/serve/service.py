@@ -1,39 +1,51 @@
-"""From resolved settings to a checked, adapted engine launch: the library side of `gptoss serve`.
+"""From resolved settings (or a saved plan) to a checked, adapted engine launch: the library side of `gptoss serve`.
 
-model + this host + settings -> Plan (refusing known-bad explicit values unless forced) -> engine launch ->
-adapted to the installed engine's version and flags. Nothing is started here.
+settings + this host -> Plan (through planning.plan_for, refusing known-bad explicit values unless forced), or a
+saved plan checked against this host and its installed engine -> the engine's launch -> adapted to the installed
+build's flags. Nothing is started here.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from gptoss_deploy.engines import Endpoint, Launch, is_loopback, llamacpp, vllm
+from gptoss_deploy.engines import Endpoint, Launch, is_loopback, registry
+from gptoss_deploy.engines.base import Engine
 from gptoss_deploy.engines.probe import EngineInfo
 from gptoss_deploy.errors import EngineError, GptossError, InputError
-from gptoss_deploy.hardware.types import Host
 from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import Plan, PlanRequest
+from gptoss_deploy.planning import HostChoice
 from gptoss_deploy.serve.config import ServeSettings
 
-SECRET_FLAGS = ("--api-key", "--hf-token", "--api-key-file")
+GENERIC_SECRET_FLAGS = ("--api-key", "--hf-token", "--api-key-file")
+# Serve settings that change the plan, by the PlanRequest field they set; with --plan they need --replan.
+PLAN_SETTINGS = {"engine": "engine", "max_model_len": "max_model_len", "tensor_parallel_size": "tensor_parallel_size",
+                 "gpu_memory_utilization": "gpu_memory_utilization", "quantization": "quantization",
+                 "kv_cache_dtype": "kv_cache_dtype", "max_num_seqs": "max_num_seqs",
+                 "max_num_batched_tokens": "max_num_batched_tokens", "async_scheduling": "async_scheduling",
+                 "enable_prefix_caching": "enable_prefix_caching", "enable_chunked_prefill": "enable_chunked_prefill",
+                 "enable_auto_tool_choice": "tool_calling", "tool_call_parser": "tool_call_parser",
+                 "attention_backend": "attention_backend"}
 
 
 @dataclass
 class ServeInputs:
     """Everything `serve` needs besides the settings: where the engines are, extra flags, plan switches."""
 
-    vllm_python: str | None = None
-    llama_server: str | None = None
+    locations: dict[str, str | None] = field(default_factory=dict)  # engine name -> executable (--vllm-python, ...)
     extra_args: list[str] = field(default_factory=list)
     kv_cache_memory_bytes: int | None = None
     enforce_eager: bool = False
     force: bool = False
     require_engine: bool = True  # False (dry runs): an engine missing here is a note, the argv stays unadapted
+    hardware: HostChoice = field(default_factory=HostChoice)  # another host: previews (dry runs) only
+    plan_file: Path | None = None
+    replan: bool = False
 
 
 @dataclass
@@ -49,14 +61,15 @@ class Prepared:
     download_probe: Callable[[], tuple[int, int | None]] | None = None
 
 
-def served_name(settings: ServeSettings) -> str:
+def served_name(settings: ServeSettings, model: str | None = None) -> str:
     """--served-model-name, else the model as typed (a path's folder or file name)."""
     if settings.served_model_name:
         return settings.served_model_name
-    path = Path(settings.model).expanduser()
-    if settings.model.startswith(("/", ".", "~")) or path.exists():
+    name = model or settings.model
+    path = Path(name).expanduser()
+    if name.startswith(("/", ".", "~")) or path.exists():
         return path.stem if path.suffix == ".gguf" else path.name
-    return settings.model
+    return name
 
 
 def require_port_free(host: str, port: int) -> None:
@@ -72,34 +85,17 @@ def require_port_free(host: str, port: int) -> None:
                              hint=f"pick another --port, or stop what listens there (ss -ltnp 'sport = :{port}')") from None
 
 
-def _vllm_version(inputs: ServeInputs, engine: str) -> tuple[EngineInfo | None, list[str]]:
-    """Probe vLLM when it may be the engine; a note instead of an error when auto may still pick llama.cpp."""
-    if engine == "llamacpp":
-        return None, []
-    try:
-        return vllm.probe(vllm.find_python(inputs.vllm_python)), []
-    except EngineError as exc:
-        if engine == "vllm" and inputs.require_engine:
-            raise
-        return None, [f"vLLM not usable here ({exc.message}): planned for the newest known release, argv not "
-                      "adapted to an installed version"]
-
-
-def _request(settings: ServeSettings, inputs: ServeInputs, vllm_version: str | None) -> PlanRequest:
-    from gptoss_deploy import vocab
-    from gptoss_deploy.models.resolve import hub_offline
-
-    vocab_dir = os.environ.get("TIKTOKEN_ENCODINGS_BASE") or (str(vocab.default_dir()) if vocab.is_installed() else None)
+def request_from(settings: ServeSettings, inputs: ServeInputs) -> PlanRequest:
+    """The plan request the serve settings ask for (the environment's part is filled in by planning)."""
     return PlanRequest(
-        engine=settings.engine, vllm_version=vllm_version, max_model_len=settings.max_model_len,
+        engine=settings.engine, max_model_len=settings.max_model_len,
         tensor_parallel_size=settings.tensor_parallel_size, gpu_memory_utilization=settings.gpu_memory_utilization,
         max_num_batched_tokens=settings.max_num_batched_tokens, max_num_seqs=settings.max_num_seqs,
         kv_cache_dtype=settings.kv_cache_dtype, kv_cache_memory_bytes=inputs.kv_cache_memory_bytes,
         enforce_eager=inputs.enforce_eager, tool_calling=settings.enable_auto_tool_choice,
         tool_call_parser=settings.tool_call_parser, async_scheduling=settings.async_scheduling,
         attention_backend=settings.attention_backend, enable_prefix_caching=settings.enable_prefix_caching,
-        enable_chunked_prefill=settings.enable_chunked_prefill, quantization=settings.quantization,
-        offline=hub_offline(), vocab_dir=vocab_dir, force=inputs.force)
+        enable_chunked_prefill=settings.enable_chunked_prefill, quantization=settings.quantization, force=inputs.force)
 
 
 def check_plan(plan: Plan, settings: ServeSettings) -> None:
@@ -114,11 +110,19 @@ def check_plan(plan: Plan, settings: ServeSettings) -> None:
         raise InputError(f"refused ({origin}): {lines}", hint="unset it, or pass --force to run it anyway")
 
 
-def _check_extra_args(extra: list[str]) -> None:
+def _secret_flags() -> set[str]:
+    return set(GENERIC_SECRET_FLAGS) | {flag for engine in registry.engines() for flag in engine.secret_flags}
+
+
+def check_extra_args(extra: list[str]) -> None:
+    """Refuse engine flags after `--` that would put a secret on the command line."""
+    secrets = _secret_flags()
     for token in extra:
-        if token.split("=", 1)[0] in SECRET_FLAGS:
-            raise InputError(f"{token.split('=', 1)[0]} in the engine's extra arguments would put a secret on the "
-                             "command line (visible in ps and logs)",
+        flag = token.split("=", 1)[0]
+        normalised = "--" + flag.lstrip("-").replace("_", "-") if flag.startswith("-") else flag
+        if normalised in secrets:
+            raise InputError(f"{flag} in the engine's extra arguments would put a secret on the command line "
+                             "(visible in ps and logs)",
                              hint="use API_KEY or --api-key-file for the key, HF_TOKEN in the environment")
 
 
@@ -137,45 +141,101 @@ def hub_download_probe(repo_id: str, expected: int | None) -> Callable[[], tuple
     return probe
 
 
-def prepare(settings: ServeSettings, inputs: ServeInputs, host: Host | None = None) -> Prepared:
-    """Plan for this host and build the adapted engine launch (see the module docstring)."""
-    from gptoss_deploy.hardware.detect import detect_host
-    from gptoss_deploy.models.resolve import resolve_model
-    from gptoss_deploy.plan.planner import make_plan
+def _given(settings: ServeSettings, inputs: ServeInputs) -> dict[str, Any]:
+    """PlanRequest fields the user set explicitly (flag, environment or config file), with their values."""
+    asked = request_from(settings, inputs)
+    given = {field: getattr(asked, field) for name, field in PLAN_SETTINGS.items() if name in settings.sources}
+    if inputs.kv_cache_memory_bytes:
+        given["kv_cache_memory_bytes"] = inputs.kv_cache_memory_bytes
+    if inputs.enforce_eager:
+        given["enforce_eager"] = True
+    return given
 
-    _check_extra_args(inputs.extra_args)
-    endpoint = Endpoint(host=settings.host, port=settings.port, served_name=served_name(settings),
-                        api_key=settings.api_key)
-    model = resolve_model(settings.model)
-    host = host or detect_host()
-    info, notes = _vllm_version(inputs, "llamacpp" if model.format == "gguf" else settings.engine)
-    plan = make_plan(model, host, _request(settings, inputs, info.version if info else None), installed_vllm=None,
-                     with_alternatives=False)
-    check_plan(plan, settings)
+
+def _saved_plan(settings: ServeSettings, inputs: ServeInputs) -> tuple[Plan, ModelSpec, list[str]]:
+    """The --plan file, checked against this host and the installed engine; re-planned with --replan."""
+    from gptoss_deploy.models.resolve import resolve_model
+    from gptoss_deploy.planning import host_mismatches, installed_versions, load_plan, replan, resolve_host, version_mismatch
+
+    assert inputs.plan_file is not None
+    plan = load_plan(inputs.plan_file)
+    host = resolve_host(inputs.hardware)
+    installed = installed_versions(inputs.locations)
+    engine = registry.for_plan(plan)
+    problems = host_mismatches(plan, host)
+    version_problem = version_mismatch(plan, installed.get(engine.name))
+    problems += [version_problem] if version_problem else []
+    given = _given(settings, inputs)
+    other_model = settings.model if "model" in settings.sources and settings.model != plan.model else None
+    named = sorted(given) + (["model"] if other_model else [])
+    if named:
+        problems.append(f"--plan fixes the model and engine settings, but {', '.join(named)} "
+                        f"{'was' if len(named) == 1 else 'were'} given too")
+    if not problems:
+        return plan, resolve_model(plan.model), [f"serving the saved plan {inputs.plan_file} as made"]
+    if not inputs.replan:
+        raise InputError(f"plan file {inputs.plan_file} cannot be served as made here: {'; '.join(problems)}",
+                         hint="pass --replan to plan again from the file's request for this host and engine (the "
+                              "differences are then reported), or serve on the host the plan was made for")
+    fresh = replan(plan, host, installed, given, other_model)
+    check_plan(fresh.plan, settings)
+    notes = [f"re-planned ({'; '.join(problems)})"]
+    if plan.engine_args != fresh.plan.engine_args:
+        notes.append(f"engine flags changed from `{' '.join(plan.engine_args)}` to `{' '.join(fresh.plan.engine_args)}`")
+    return fresh.plan, fresh.model, notes
+
+
+def _fresh_plan(settings: ServeSettings, inputs: ServeInputs) -> tuple[Plan, ModelSpec, list[str]]:
+    from gptoss_deploy.planning import plan_for
+
+    planned = plan_for(settings.model, inputs.hardware, request_from(settings, inputs), inputs.locations,
+                       with_alternatives=False)
+    check_plan(planned.plan, settings)
+    return planned.plan, planned.model, []
+
+
+def _engine_info(engine: Engine, inputs: ServeInputs, notes: list[str]) -> tuple[EngineInfo | None, str]:
+    """The installed engine's probe and executable; a note instead of an error when it may be missing."""
+    location = inputs.locations.get(engine.name)
+    try:
+        info = engine.probe(engine.locate(location))
+        return info, info.executable
+    except EngineError as exc:
+        if inputs.require_engine:
+            raise
+        notes.append(f"{engine.label} not usable here ({exc.message}): argv not adapted to an installed build")
+        return None, location or engine.executable_name
+
+
+def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any] | None = None) -> Prepared:
+    """Plan (or load the plan) for this host and build the adapted engine launch (see the module docstring).
+
+    `forced`: settings put into the plan as given, unchecked (`gptoss try`'s "as requested" rung)."""
+    check_extra_args(inputs.extra_args)
+    if not inputs.hardware.is_this_machine and inputs.require_engine:
+        raise InputError("--profile / --gpu describe another machine: only a --dry-run can preview it",
+                         hint="add --dry-run, or leave --profile out to serve on this host")
+    plan, model, notes = (_saved_plan if inputs.plan_file is not None else _fresh_plan)(settings, inputs)
+    if plan.nodes > 1:
+        raise InputError(f"the plan spans {plan.nodes} nodes: `gptoss serve` runs one machine",
+                         hint="start it with the scripts `gptoss render kubernetes` writes (ray-head.sh, ray-worker.sh)")
+    engine = registry.for_plan(plan)
+    if forced:
+        plan = engine.with_settings(plan, forced)
     notes += list(plan.warnings)
-    if plan.engine == "vllm":
-        python = info.executable if info else (inputs.vllm_python or "python")
-        launch = vllm.launch(plan, endpoint, python=python)
-        if settings.sources.get("log_level"):
-            launch.env["VLLM_LOGGING_LEVEL"] = settings.log_level.upper()
-    else:
-        binary = inputs.llama_server or "llama-server"
-        try:
-            info = llamacpp.probe(binary)
-            binary = info.executable
-        except EngineError as exc:
-            if inputs.require_engine:
-                raise
-            notes.append(f"llama-server not usable here ({exc.message}): argv not adapted to an installed build")
-        launch = llamacpp.launch(plan, endpoint, binary=binary)
+    info, executable = _engine_info(engine, inputs, notes)
+    endpoint = Endpoint(host=settings.host, port=settings.port, served_name=served_name(settings, plan.model),
+                        api_key=settings.api_key)
+    launch = engine.launch(plan, endpoint, executable)
+    if settings.sources.get("log_level"):
+        launch.env |= engine.log_level_env(settings.log_level)
     launch.argv += inputs.extra_args
     if info is not None:
-        launch, adapted = (vllm.adapt if plan.engine == "vllm" else llamacpp.adapt)(launch, info)
+        launch, adapted = engine.adapt(launch, info)
         notes += adapted
     if not is_loopback(endpoint.host):
         notes.append(f"listening on {endpoint.host}: reachable from the network (API key required and set)")
-    probe = None
-    if plan.engine == "vllm" and model.source in ("catalog", "hub"):
-        probe = hub_download_probe(plan.model, model.checkpoint_bytes)
+    download = engine.hub_download(plan, model)
+    probe = hub_download_probe(*download) if download else None
     return Prepared(plan=plan, model=model, launch=launch, endpoint=endpoint, engine_info=info, notes=notes,
                     download_probe=probe)

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, Field
 
-from gptoss_deploy.engines import SECRET_ENV, Endpoint, Launch
+from gptoss_deploy.engines import Endpoint, Launch
+from gptoss_deploy.engines.base import HF_TOKEN_ENV
 from gptoss_deploy.errors import EngineError
 from gptoss_deploy.plan.types import Plan, Speed
 from gptoss_deploy.serve.compare import Comparison, compare
@@ -98,12 +99,15 @@ class ServeReport(BaseModel):
     speed: Speed | None = Field(default=None, description="the plan's single-stream decode ceiling (gptoss bench reads it)")
 
 
-def check_ready(endpoint: Endpoint, client: httpx.Client, timeout_s: float = 3.0) -> bool:
-    """/health answers 200 and /v1/models lists the served name."""
+def check_ready(endpoint: Endpoint, client: httpx.Client, timeout_s: float = 3.0, engine: str | None = None) -> bool:
+    """The engine's health route answers 200 and its models route lists the served name (/health, /v1/models)."""
+    from gptoss_deploy.engines import registry
+
+    spec = registry.get(engine) if engine else registry.default()
     try:
-        if client.get(f"{endpoint.base_url}/health", timeout=timeout_s).status_code != 200:
+        if client.get(f"{endpoint.base_url}{spec.health_path}", timeout=timeout_s).status_code != 200:
             return False
-        models = client.get(f"{endpoint.base_url}/v1/models", headers=endpoint.headers, timeout=timeout_s)
+        models = client.get(f"{endpoint.base_url}{spec.models_path}", headers=endpoint.headers, timeout=timeout_s)
         return models.status_code == 200 and any(m.get("id") == endpoint.served_name
                                                  for m in models.json().get("data", []))
     except (httpx.HTTPError, ValueError):
@@ -146,15 +150,16 @@ def secrets_of(launch: Launch, endpoint: Endpoint) -> list[str]:
     """Values that must never reach the log: the API key and HF tokens (from the launch or our environment)."""
     import os
 
-    values = [endpoint.api_key or ""] + [launch.env.get(k, "") or os.environ.get(k, "") for k in SECRET_ENV]
+    names = [*launch.secret_env, *HF_TOKEN_ENV]
+    values = [endpoint.api_key or ""] + [launch.env.get(k, "") or os.environ.get(k, "") for k in names]
     return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
 
 def uses_gpu(plan: Plan) -> bool:
     """True when the plan puts work on a GPU (worth reading GPU memory during startup)."""
-    if plan.vllm is not None:
-        return plan.vllm.attention_backend != "CPU_ATTN"
-    return plan.llamacpp is not None and plan.llamacpp.n_gpu_layers > 0
+    from gptoss_deploy.engines import registry
+
+    return plan.engine is not None and registry.get(plan.engine).uses_gpu(plan)
 
 
 class Supervisor:
@@ -258,7 +263,7 @@ class Supervisor:
             now = time.monotonic()
             if now >= next_check and state.failure is None:
                 next_check = now + READY_POLL_S
-                if check_ready(self.endpoint, self._http):
+                if check_ready(self.endpoint, self._http, engine=self.launch.engine):
                     if engine.state.phase is not Phase.READY:
                         engine.state.phase = Phase.READY
                         engine.phase_times.append((Phase.READY.value, now - engine.started))

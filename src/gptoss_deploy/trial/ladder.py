@@ -22,8 +22,7 @@ from gptoss_deploy.errors import GptossError, InputError
 from gptoss_deploy.serve.config import ServeSettings
 from gptoss_deploy.serve.service import Prepared, ServeInputs
 
-VERBATIM_FLAGS = {"max_model_len": "--max-model-len", "max_num_batched_tokens": "--max-num-batched-tokens",
-                  "gpu_memory_utilization": "--gpu-memory-utilization", "max_num_seqs": "--max-num-seqs"}
+VERBATIM_SETTINGS = ("max_model_len", "max_num_batched_tokens", "gpu_memory_utilization", "max_num_seqs")
 
 
 @dataclass
@@ -34,7 +33,8 @@ class Rung:
     expected: str
     settings: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
-    verbatim: dict[str, Any] = field(default_factory=dict)  # flags forced onto the argv, unchecked
+    verbatim: dict[str, Any] = field(default_factory=dict)  # settings forced into the plan, unchecked
+    fallback: bool = False  # runs on the fallback engine: the `--` arguments (for the planned engine) are dropped
 
 
 class Attempt(BaseModel):
@@ -58,39 +58,30 @@ class Attempt(BaseModel):
 
 def build_ladder(base: ServeSettings, inputs: ServeInputs, gguf: str | None) -> tuple[list[Rung], str | None]:
     """The rungs for these settings, and the plan-time error when the settings as given cannot be planned."""
+    from gptoss_deploy.engines import registry
     from gptoss_deploy.serve.service import prepare
     from gptoss_deploy.serve.supervisor import uses_gpu
 
-    requested = {k: getattr(base, k) for k in VERBATIM_FLAGS if getattr(base, k) is not None}
+    requested = {k: getattr(base, k) for k in VERBATIM_SETTINGS if getattr(base, k) is not None}
     planning = replace(inputs, require_engine=False)
-    planned_settings = base.model_copy(update={k: None for k in requested})
     rungs: list[Rung] = []
     plan_error = None
     try:
         prepared = prepare(base, planning)
-        planned = prepared.plan
     except InputError as exc:  # the settings as given are refused by the planner: try them verbatim first
         plan_error = exc.message
-        prepared = prepare(planned_settings, planning)
-        planned = prepared.plan
+        prepared = prepare(base.model_copy(update={k: None for k in requested}), planning)
         rungs.append(Rung("as requested", f"the planner refused it: {exc.message}", verbatim=requested))
+    planned = prepared.plan
     reset = {k: None for k in requested} if plan_error else {}  # later rungs start from the planner's values
     rungs.append(Rung("planned", _expected_for_plan(prepared), settings=dict(reset)))
-    if planned.vllm is not None:
-        v = planned.vllm
-        smaller = {"max_num_batched_tokens": max(256, v.max_num_batched_tokens // 2)}
-        if uses_gpu(planned):
-            smaller["gpu_memory_utilization"] = round(max(0.5, v.gpu_memory_utilization - 0.05), 2)
-        shorter = smaller | {"max_model_len": max(4096, v.max_model_len // 2)}
-        rungs.append(Rung("smaller batch", "activation / CUDA-graph memory OOM at startup (profile_run)",
-                          settings=reset | smaller))
-        rungs.append(Rung("shorter context", "KV cache too small for max_model_len", settings=reset | shorter))
-        rungs.append(Rung("eager", "CUDA graph capture OOM or hang (torch.compile / capture)",
-                          settings=reset | shorter, inputs={"enforce_eager": True}))
-    if gguf or planned.engine == "vllm":
-        rungs.append(Rung("llama.cpp", "no vLLM path on this GPU/driver; slower but broad (GGUF, --n-cpu-moe "
-                          "offload computed by the planner)",
-                          settings=reset | {"engine": "llamacpp", "model": gguf or base.model, "max_model_len": None}))
+    engine = registry.for_plan(planned)
+    for step in engine.ladder(planned, uses_gpu(planned)):
+        rungs.append(Rung(step.name, step.expected, settings=reset | step.settings, inputs=dict(step.inputs)))
+    fallback = registry.fallback_for(planned)
+    if fallback is not None and (gguf or fallback.can_serve(prepared.model) is None):
+        rungs.append(Rung(fallback.label, fallback.fallback or "", fallback=True,
+                          settings=reset | {"engine": fallback.name, "model": gguf or base.model, "max_model_len": None}))
     return rungs, plan_error
 
 
@@ -107,16 +98,14 @@ def rung_key(settings: ServeSettings, rung: Rung) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def force_flags(argv: list[str], values: dict[str, Any]) -> list[str]:
-    """Set each flag to the given value in an argv list (replacing or appending)."""
-    out = list(argv)
-    for setting, value in values.items():
-        flag = VERBATIM_FLAGS[setting]
-        if flag in out:
-            out[out.index(flag) + 1] = str(value)
-        else:
-            out += [flag, str(value)]
-    return out
+def prepare_rung(base: ServeSettings, inputs: ServeInputs, rung: Rung) -> Prepared:
+    """The rung's launch: the base settings with the rung's changes, planned; verbatim values forced into the plan."""
+    from gptoss_deploy.serve.service import prepare
+
+    settings = base.model_copy(update=rung.settings | {k: None for k in rung.verbatim})
+    rung_inputs = replace(inputs, **rung.inputs, force=inputs.force or bool(rung.verbatim),
+                          extra_args=[] if rung.fallback else list(inputs.extra_args))
+    return prepare(settings, rung_inputs, forced=rung.verbatim or None)
 
 
 def _now() -> str:
@@ -165,24 +154,24 @@ class Ladder:
 
         skip = self.done_keys() if resume else set()
         attempts: list[Attempt] = []
-        vllm_missing = False
+        engine_missing = False
         with Journal(self.journal) as journal:
             for rung in self.rungs:
                 key = rung_key(self.base, rung)
                 if key in skip:
                     self.say(f"[try] {rung.name}: already tried (--resume), skipped")
                     continue
-                if vllm_missing and rung.settings.get("engine") != "llamacpp":
+                if engine_missing and not rung.fallback:
                     attempt = Attempt(key=key, rung=rung.name, expected=rung.expected, started=_now(), duration_s=0.0,
-                                      outcome="skipped", detail="vLLM is not available here (see the first attempt)")
+                                      outcome="skipped", detail="the planned engine is not available here (see the "
+                                                                "first attempt)")
                     journal.append(attempt.model_dump())
                     attempts.append(attempt)
-                    self.say(f"[try] {rung.name}: skipped (vLLM is not available)")
+                    self.say(f"[try] {rung.name}: skipped (the engine is not available)")
                     continue
                 self.say(f"[try] {rung.name}: expecting {rung.expected}")
                 attempt = self.attempt(rung, key)
-                vllm_missing = vllm_missing or (attempt.outcome == "engine_missing"
-                                                and rung.settings.get("engine") != "llamacpp")
+                engine_missing = engine_missing or (attempt.outcome == "engine_missing" and not rung.fallback)
                 journal.append(attempt.model_dump())
                 attempts.append(attempt)
                 self.say(f"[try] {rung.name}: {attempt.outcome} in {attempt.duration_s:.0f} s"
@@ -199,16 +188,9 @@ class Ladder:
         started = time.monotonic()
         record: dict[str, Any] = {"key": key, "rung": rung.name, "expected": rung.expected,
                                   "started": _now()}
-        settings = self.base.model_copy(update=rung.settings)
-        inputs = replace(self.inputs, **rung.inputs, force=self.inputs.force or bool(rung.verbatim))
-        if rung.settings.get("engine") == "llamacpp":
-            inputs.extra_args = []  # `--` arguments are vLLM's
         supervisor = None
         try:
-            prepared = prepare(settings if not rung.verbatim else settings.model_copy(
-                update={k: None for k in rung.verbatim}), inputs)
-            if rung.verbatim:
-                prepared.launch.argv = force_flags(prepared.launch.argv, rung.verbatim)
+            prepared = prepare_rung(self.base, self.inputs, rung)
             record["command"] = prepared.launch.describe()
             log = self.log_dir / f"try-{settings.port}-{rung.name.replace(' ', '-').replace('.', '')}.log"
             record["log"] = str(log)

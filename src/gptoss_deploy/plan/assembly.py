@@ -1,0 +1,243 @@
+"""Assemble a Plan for one engine: the vLLM plan (refusals -> search -> plan with reasons, warnings, the predicted
+log, speed, explain, TP alternatives, nodes) and the llama.cpp plan. Pure; engines/ calls these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gptoss_deploy import __version__, data
+from gptoss_deploy.errors import InputError
+from gptoss_deploy.hardware.types import GIB, Gpu, Host
+from gptoss_deploy.models.spec import ModelSpec
+from gptoss_deploy.plan import explain, versions
+from gptoss_deploy.plan import speed as speed_model
+from gptoss_deploy.plan.issues import IssueContext, matching_issues
+from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION, LlamacppFit, gguf_for, plan_llamacpp
+from gptoss_deploy.plan.refusals import refuse_requested
+from gptoss_deploy.plan.search import Knobs, Search, VllmCandidate, evaluate, starting_point, valid_tp_sizes
+from gptoss_deploy.plan.types import Alternative, Change, Plan, PlanRequest, Speed, VllmSettings
+from gptoss_deploy.plan.vllm_memory import predicted_log_lines
+from gptoss_deploy.plan.weights import weight_bytes
+
+SPEED_CONTEXT = 2048         # context length at which the decode speed is estimated
+OFFLOAD_RAM_READ_FRACTION = 0.8  # share of CPU-resident expert bytes read from RAM per token (assumption)
+
+
+def base_plan(model: ModelSpec, host: Host, **fields: Any) -> Plan:
+    """A Plan with the model and host filled in."""
+    return Plan(tool_version=__version__, host=host.describe(), host_source=host.source, model=model.id,
+                model_quantization=model.quantization, model_format=model.format, **fields)
+
+
+def resolve_vllm_version(request: PlanRequest, installed: str | None) -> str:
+    """--vllm-version, else the installed vLLM, else the version the data files describe."""
+    version = request.vllm_version or installed or versions.vllm_facts().default_version
+    versions.parse_version(version)
+    return version
+
+
+# -- vLLM --------------------------------------------------------------------------------------------------------
+def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str | None,
+              with_alternatives: bool) -> Plan:
+    """The vLLM plan: fits, fits with changes, or does not fit with the numbers that do not add up."""
+    version = resolve_vllm_version(request, installed)
+    refusals = refuse_requested(model, host, request, version)
+    request = refusals.request
+    search = Search(model, host, request, version, [])
+    chosen = search.run()
+    warnings = list(refusals.warnings)
+    minimum = versions.vllm_facts().min_gpt_oss
+    if model.is_gpt_oss and not versions.at_least(version, minimum):
+        chosen = None
+        warnings.append(f"vLLM {version} predates gpt-oss support (>= {minimum})")
+    if chosen is not None:
+        changes = refusals.changes + changes_from(request, chosen.settings, model.arch.max_position_embeddings)
+        plan = _assemble_vllm(model, host, request, chosen, changes, warnings)
+        if with_alternatives:
+            plan.alternatives = tp_alternatives(model, host, request, version, chosen.settings.tensor_parallel_size)
+        return across_nodes(plan, request.nodes) if request.nodes > 1 else plan
+    best = search.best_tried()
+    plan = base_plan(model, host, verdict="does not fit", reasons=[does_not_fit_numbers(model, host, best)],
+                     engine=None, issues=best.issues if best else [], warnings=warnings + list(model.notes),
+                     explain=explain.vllm_rows(model, best) if best else [])
+    if best is not None:
+        plan.memory, plan.kv = best.memory, best.kv
+    if with_alternatives:
+        plan.alternatives = tp_alternatives(model, host, request, version, None)
+    return plan
+
+
+def changes_from(request: PlanRequest, settings: VllmSettings, model_max: int) -> list[Change]:
+    """What differs from values the user set explicitly."""
+    changes = []
+    pairs = [("tensor_parallel_size", request.tensor_parallel_size, settings.tensor_parallel_size,
+              "the requested TP cannot hold the weights and one request's KV"),
+             ("max_model_len", request.max_model_len, settings.max_model_len,
+              "the KV cache cannot hold one request of the requested length"),
+             ("gpu_memory_utilization", request.gpu_memory_utilization, settings.gpu_memory_utilization,
+              "more of the GPU is needed for weights plus KV"),
+             ("max_num_batched_tokens", request.max_num_batched_tokens, settings.max_num_batched_tokens,
+              "a smaller batch lowers the activation peak and the sliding-window KV per request")]
+    for name, asked, planned, reason in pairs:
+        if asked is not None and asked != planned:
+            changes.append(Change(setting=name, requested=str(asked), planned=str(planned), reason=reason))
+    if request.max_model_len is None and settings.max_model_len < model_max:
+        changes.append(Change(setting="max_model_len", requested=f"model maximum {model_max}",
+                              planned=str(settings.max_model_len),
+                              reason="the KV cache cannot hold one request of the model's full context"))
+    return changes
+
+
+def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: VllmSettings) -> list[str]:
+    warnings = [f"{n}" for n in model.notes]
+    if gpu and gpu.consumer:
+        display = data.engine_facts().vllm.memory_model.consumer_display_reserve_gib
+        if gpu.visible_bytes * (1 - s.gpu_memory_utilization) < display * GIB:
+            warnings.append(f"{gpu.name} often drives a display: vLLM refuses to start when less than "
+                            f"{s.gpu_memory_utilization:g} of its memory is free; close desktop apps or lower "
+                            "--gpu-memory-utilization")
+    if gpu and gpu.unified_memory:
+        warnings.append("unified memory: --gpu-memory-utilization is not a hard cap here (vllm#46307); the plan "
+                        f"uses {s.gpu_memory_utilization:g} and keeps the OS headroom")
+    if request.quantization and request.quantization != model.quantization:
+        warnings.append(f"--quantization {request.quantization} differs from the checkpoint's {model.quantization}: "
+                        "the memory plan assumes the checkpoint's")
+    if not s.tool_calling and request.tool_calling:
+        warnings.append(f"vLLM {s.version} has no openai tool parser: tool calls will not be parsed")
+    return warnings
+
+
+def _assemble_vllm(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandidate, changes: list[Change],
+                   extra_warnings: list[str]) -> Plan:
+    gpu = host.gpu
+    issue_env: dict[str, str] = {}
+    for issue in c.issues:
+        issue_env.update(issue.applied_env)
+    s = c.settings.model_copy(update={"issue_env": issue_env})
+    device = "GPU" if gpu else "CPU"
+    reasons = [f"vLLM {s.version}, TP{s.tensor_parallel_size}: weights {c.memory.weights_bytes / GIB:.1f} GiB/{device}, "
+               f"KV {c.memory.kv_bytes / GIB:.1f} GiB/{device} holds {c.kv.max_concurrency:.2f} requests of "
+               f"{s.max_model_len:,} tokens", c.backends.reason]
+    log = [f"Using max model len {s.max_model_len}",
+           f"Chunked prefill is enabled with max_num_batched_tokens={s.max_num_batched_tokens}.",
+           f"Model loading took {c.memory.weights_bytes / GIB:.2f} GiB memory (estimate)",
+           f"Available KV cache memory: {c.memory.kv_bytes / GIB:.2f} GiB"] + predicted_log_lines(
+        c.kv, s.max_model_len, s.version, device)
+    return base_plan(model, host, verdict="fits with changes" if changes else "fits", reasons=reasons, engine="vllm",
+                     vllm=s, memory=c.memory, kv=c.kv, predicted_log=log, changes=changes, issues=c.issues,
+                     speed=vllm_speed(model, gpu, c), warnings=list(extra_warnings) + _vllm_warnings(model, gpu, request, s),
+                     explain=explain.vllm_rows(model, c))
+
+
+def vllm_speed(model: ModelSpec, gpu: Gpu | None, c: VllmCandidate) -> Speed | None:
+    """Single-stream decode on the chosen TP at SPEED_CONTEXT tokens."""
+    if gpu is None or not gpu.bandwidth_gbs:
+        return None
+    tp = c.settings.tensor_parallel_size
+    per_token_kv = c.kv.full_layer_bytes_per_token * tp  # all ranks together
+    return speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, per_token_kv, tp,
+                                    speed_model.VLLM_BANDWIDTH_EFFICIENCY, speed_model.VLLM_STEP_OVERHEAD_S,
+                                    explain.vllm_speed_basis(SPEED_CONTEXT))
+
+
+def tp_alternatives(model: ModelSpec, host: Host, request: PlanRequest, version: str,
+                    chosen_tp: int | None) -> list[Alternative]:
+    """Larger tensor-parallel sizes that fit (more KV, more concurrency)."""
+    alts: list[Alternative] = []
+    target = request.max_model_len or model.arch.max_position_embeddings
+    if not host.gpus:
+        return alts
+    for tp in valid_tp_sizes(model, host.gpu_count):
+        if chosen_tp is not None and tp <= chosen_tp:
+            continue
+        start = starting_point(model, host, request.model_copy(update={"tensor_parallel_size": tp}), version, tp)
+        c = evaluate(model, host, request, version, Knobs(tp, start.gpu_memory_utilization,
+                                                          start.max_num_batched_tokens, start.max_num_seqs, target,
+                                                          request.kv_cache_dtype))
+        if c.fits:
+            alts.append(Alternative(description=f"vLLM TP{tp}", verdict="fits", engine="vllm", model=model.id,
+                                    detail=f"{c.kv.max_concurrency:.2f}x concurrency at {target:,} tokens"))
+    return alts
+
+
+def across_nodes(plan: Plan, nodes: int) -> Plan:
+    """Spread a one-node vLLM plan over `nodes` machines: TP within a node, PP across nodes, Ray executor.
+
+    Pipeline stages split the layers, so each GPU holds 1/nodes of the planned weights and KV layers: the
+    one-node memory figures are an upper bound, and the KV capacity per request grows about `nodes` times.
+    """
+    assert plan.vllm is not None
+    plan.vllm = plan.vllm.model_copy(update={"pipeline_parallel_size": nodes, "distributed_executor_backend": "ray"})
+    plan.nodes = nodes
+    plan.reasons.append(f"{nodes} nodes: TP{plan.vllm.tensor_parallel_size} within each node, pipeline parallel "
+                        f"{nodes} across nodes on a Ray cluster (vLLM's multi-node mode)")
+    plan.warnings.append(f"memory is planned for one node; with {nodes} pipeline stages each GPU holds about 1/{nodes} "
+                         "of that, so the figures are an upper bound (the KV cache grows accordingly)")
+    return plan
+
+
+def does_not_fit_numbers(model: ModelSpec, host: Host, best: VllmCandidate | None) -> str:
+    """The numbers that do not add up, for the best configuration tried."""
+    if best is None:
+        return f"no vLLM configuration to try for {model.id} on {host.describe()}"
+    s, m = best.settings, best.memory
+    if host.gpu is None:
+        return (f"vLLM-CPU: weights {m.weights_bytes / GIB:.1f} GiB + KV {m.requested_bytes / GIB - m.weights_bytes / GIB:.1f}"
+                f" GiB exceed {RAM_BUDGET_FRACTION:.0%} of {(host.ram_bytes or 0) / GIB:.1f} GiB of RAM")
+    total_gpu = host.gpu.visible_bytes * host.gpu_count
+    full_weights = weight_bytes(model.arch, model.quantization, best.backends.moe)
+    if full_weights > total_gpu * s.gpu_memory_utilization:
+        return (f"weights {full_weights / GIB:.1f} GiB ({model.quantization}) exceed {host.gpu_count}x "
+                f"{host.gpu.visible_gib:.1f} GiB = {total_gpu / GIB:.1f} GiB of GPU memory at util "
+                f"{s.gpu_memory_utilization:g}")
+    need = best.kv.blocks_per_request * best.kv.page_bytes * best.kv.group_size
+    return (f"at TP{s.tensor_parallel_size} util {s.gpu_memory_utilization:g}: {m.requested_bytes / GIB:.1f} GiB "
+            f"requested - {m.weights_bytes / GIB:.1f} weights - {(m.activation_bytes + m.non_torch_bytes) / GIB:.1f} "
+            f"activations - {m.cudagraph_bytes / GIB:.1f} graphs = {m.kv_bytes / GIB:.2f} GiB KV, but one "
+            f"{s.max_model_len:,}-token request needs {need / GIB:.2f} GiB (max context that fits: "
+            f"{best.kv.max_len_that_fits:,})")
+
+
+# -- llama.cpp ---------------------------------------------------------------------------------------------------
+def llamacpp_fit(model: ModelSpec, host: Host, request: PlanRequest) -> LlamacppFit | None:
+    """llama.cpp's memory plan for the model's GGUF (None when there is no GGUF)."""
+    gguf = gguf_for(model)
+    if gguf is None:
+        return None
+    n_ctx = request.max_model_len or model.arch.max_position_embeddings
+    return plan_llamacpp(model, gguf[0], gguf[1], host, n_ctx)
+
+
+def llamacpp_plan(model: ModelSpec, host: Host, request: PlanRequest) -> Plan:
+    """The llama.cpp plan: GGUF on the GPUs with experts offloaded to RAM as needed, or all in RAM."""
+    fit = llamacpp_fit(model, host, request)
+    if fit is None:
+        raise InputError(f"{model.id} has no GGUF for llama.cpp",
+                         hint="pass a .gguf file, or an official model whose GGUF the catalog knows")
+    settings = fit.settings
+    issues = matching_issues(IssueContext(engine="llamacpp", version="0", arch=host.gpu.arch if host.gpu else "cpu"))
+    warnings = list(model.notes)
+    if settings.ram_bytes_available is None and settings.cpu_expert_bytes:
+        warnings.append(f"host RAM unknown: check {settings.ram_bytes_needed / GIB:.1f} GiB are free for CPU experts")
+    return base_plan(model, host, verdict="fits" if fit.fits else "does not fit", reasons=[f"llama.cpp: {fit.why}"],
+                     engine="llamacpp" if fit.fits else None, llamacpp=settings, issues=issues,
+                     speed=llamacpp_speed(model, host, fit) if fit.fits else None, warnings=warnings,
+                     explain=explain.llamacpp_rows(fit))
+
+
+def llamacpp_speed(model: ModelSpec, host: Host, fit: LlamacppFit) -> Speed | None:
+    """Single-stream decode: GPU bandwidth, with the offloaded experts' share read from RAM."""
+    settings, gpu = fit.settings, host.gpu
+    if gpu is None or not gpu.bandwidth_gbs:
+        return speed_model.offload_speed(model, speed_model.DEFAULT_RAM_BANDWIDTH_GBS, 1.0,
+                                         speed_model.DEFAULT_RAM_BANDWIDTH_GBS) if not host.gpus else None
+    fraction = settings.n_cpu_moe / model.arch.num_hidden_layers
+    if fraction:
+        return speed_model.offload_speed(model, gpu.bandwidth_gbs, fraction * OFFLOAD_RAM_READ_FRACTION,
+                                         speed_model.DEFAULT_RAM_BANDWIDTH_GBS)
+    kv_per_token = settings.kv_bytes // max(settings.n_ctx, 1)
+    return speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, kv_per_token, 1,
+                                    speed_model.LLAMACPP_EFFICIENCY, 0.0,
+                                    f"llama.cpp at {SPEED_CONTEXT} tokens of context; efficiency "
+                                    f"{speed_model.LLAMACPP_EFFICIENCY:g} from Strix Halo (47.4 of 51 tok/s, "
+                                    "gptoss-facts §7.3)")

@@ -1,0 +1,94 @@
+"""`--explain`: every formula with its inputs and result, written from the same constants the planner computes with
+(engine_facts.yaml's memory model, the MXFP4 byte size, the speed model), so the text cannot drift from the math."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from gptoss_deploy.hardware.types import GIB
+from gptoss_deploy.models.spec import ModelSpec
+from gptoss_deploy.plan import speed, versions
+from gptoss_deploy.plan.llamacpp_memory import LlamacppFit
+from gptoss_deploy.plan.search import VllmCandidate
+from gptoss_deploy.plan.types import Explain
+from gptoss_deploy.plan.vllm_memory import CONTEXT_ROUNDING
+from gptoss_deploy.plan.weights import MXFP4_BYTES_PER_PARAM
+
+
+def _bytes(value: float) -> str:
+    """128 KiB, 1.5 MiB, 8 B."""
+    for unit, size in (("GiB", GIB), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:g} {unit}"
+    return f"{value:g} B"
+
+
+def _gib(value: float) -> str:
+    return f"{value / GIB:.2f} GiB"
+
+
+def vllm_rows(model: ModelSpec, c: VllmCandidate) -> list[Explain]:
+    """The vLLM memory and KV chain, step by step."""
+    m, kv, s = c.memory, c.kv, c.settings
+    facts = versions.vllm_facts()
+    mm = facts.memory_model
+    mxfp4 = Fraction(MXFP4_BYTES_PER_PARAM).limit_denominator(64)
+    since = facts.cudagraph_memory_estimate_default_on.since
+    return [
+        Explain(name="weights per rank",
+                formula=f"experts x {mxfp4.numerator}/{mxfp4.denominator} B (MXFP4, padded for the MoE kernel) "
+                        "+ 2 B x rest, / TP",
+                inputs={"moe_backend": s.moe_backend, "quantization": model.quantization, "tp": s.tensor_parallel_size},
+                result=_gib(m.weights_bytes)),
+        Explain(name="requested memory", formula="ceil(visible x gpu_memory_utilization)",
+                inputs={"visible_gib": round(m.visible_bytes / GIB, 2), "util": s.gpu_memory_utilization},
+                result=_gib(m.requested_bytes)),
+        Explain(name="activation peak",
+                formula=f"MNBT x {_bytes(mm.activation_bytes_per_token)} x hidden/2880 + min(MNBT, max_num_seqs) x "
+                        f"vocab x {mm.sampler_bytes_per_vocab_entry} B",
+                inputs={"mnbt": s.max_num_batched_tokens, "max_num_seqs": s.max_num_seqs,
+                        "vocab": model.arch.vocab_size},
+                result=_gib(m.activation_bytes)),
+        Explain(name="CUDA-graph estimate",
+                formula=f"layers x {mm.cudagraph_gib_per_layer_at_1024:g} GiB x capture_size/1024 (in the budget from "
+                        f"{since})",
+                inputs={"layers": model.arch.num_hidden_layers, "in_budget": str(m.cudagraph_in_budget)},
+                result=_gib(m.cudagraph_bytes)),
+        Explain(name="KV memory", formula="requested - weights - activation - non_torch - graphs "
+                                          "(or --kv-cache-memory-bytes)",
+                inputs={"non_torch_gib": round(m.non_torch_bytes / GIB, 2)}, result=_gib(m.kv_bytes)),
+        Explain(name="page", formula="block_size x 2 x kv_heads/TP x head_dim x dtype_bytes",
+                inputs={"block_size": kv.block_size, "kv_heads": model.arch.num_key_value_heads,
+                        "head_dim": model.arch.head_dim, "kv_dtype": s.kv_cache_dtype}, result=f"{kv.page_bytes:,} B"),
+        Explain(name="num_blocks", formula="floor(kv_bytes / page / group_size)",
+                inputs={"group_size": kv.group_size, "groups": kv.num_groups}, result=f"{kv.num_blocks:,}"),
+        Explain(name="blocks per request", formula="cdiv(L,bs) + cdiv(min(window-1+MNBT, L),bs) + 1",
+                inputs={"L": s.max_model_len, "mnbt": s.max_num_batched_tokens}, result=f"{kv.blocks_per_request:,}"),
+        Explain(name="max concurrency", formula="num_blocks / blocks_per_request", inputs={},
+                result=f"{kv.max_concurrency:.2f}x"),
+        Explain(name="logged KV size",
+                formula="int(concurrency x L)" if kv.log_formula == "concurrency_x_len"
+                else "floor(num_blocks / groups) x block_size",
+                inputs={"vllm_version": s.version, "new_formula_since": facts.kv_log_formula.new_since},
+                result=f"{kv.logged_tokens:,} tokens"),
+        Explain(name="largest context that fits", formula=f"binary search on blocks per request (vLLM's auto-fit), "
+                f"plans round down to {CONTEXT_ROUNDING}", inputs={"num_blocks": kv.num_blocks},
+                result=f"{kv.max_len_that_fits:,} tokens"),
+    ]
+
+
+def vllm_speed_basis(context: int) -> str:
+    """Where the single-stream vLLM speed comes from."""
+    return (f"vLLM at {context} tokens of context: bytes/(bandwidth x {speed.VLLM_BANDWIDTH_EFFICIENCY:g}) + "
+            f"{speed.VLLM_STEP_OVERHEAD_S * 1000:g} ms per step, fitted to H100 20b 303 tok/s (measured-h100.md) and "
+            "GB10 120b 33-34 tok/s (gptoss-facts §7.1)")
+
+
+def llamacpp_rows(fit: LlamacppFit) -> list[Explain]:
+    """The llama.cpp memory sum."""
+    s = fit.settings
+    return [Explain(name="llama.cpp memory", formula="GGUF - n_cpu_moe x experts/layer + KV(full) + KV(SWA) + compute",
+                    inputs={"gguf_gib": round(s.model_bytes / GIB, 2), "n_cpu_moe": s.n_cpu_moe,
+                            "kv_gib": round(s.kv_bytes / GIB, 2), "swa_gib": round(s.swa_bytes / GIB, 3),
+                            "compute_gib": round(s.compute_bytes / GIB, 2)},
+                    result=f"{s.gpu_bytes_per_device / GIB:.2f} GiB per device of {s.gpu_budget_per_device / GIB:.2f}")]

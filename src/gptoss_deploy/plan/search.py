@@ -1,0 +1,242 @@
+"""The vLLM search: evaluate one configuration, then try tensor-parallel sizes and memory steps until one fits.
+
+Order: each TP size (the requested one first, then the smallest valid), each memory step (the starting point,
+then util 0.95, then MNBT 1024, the recipe's H100 TP1 settings), at the target context; then the largest
+context that fits. The user's explicit settings are held fixed and relaxed one by one (RELAX_ORDER) only when
+nothing fits with them. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from gptoss_deploy.hardware.types import GIB, Gpu, Host
+from gptoss_deploy.models.spec import ModelSpec
+from gptoss_deploy.plan import versions
+from gptoss_deploy.plan.backends import BackendChoice, choose_backends
+from gptoss_deploy.plan.issues import IssueContext, matching_issues
+from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION
+from gptoss_deploy.plan.types import IssueHit, KvPrediction, PlanRequest, VllmMemory, VllmSettings
+from gptoss_deploy.plan.vllm_memory import CONTEXT_ROUNDING, budget, cpu_kv_gib, default_batch, predict_kv
+from gptoss_deploy.plan.weights import weight_bytes_per_rank
+
+TP_SIZES = (1, 2, 4, 8)
+RELAXED_UTIL = 0.95
+RELAXED_MNBT = 1024
+UNIFIED_UTIL = 0.85          # NVIDIA's GB10 recipe value; the default 0.92 OOMs at startup (gptoss-facts §3)
+MIN_USEFUL_CONTEXT = 8192
+RELAX_ORDER = ("max_num_batched_tokens", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size")
+
+
+class VllmCandidate(BaseModel):
+    """One evaluated vLLM configuration."""
+
+    settings: VllmSettings
+    memory: VllmMemory
+    kv: KvPrediction
+    backends: BackendChoice
+    issues: list[IssueHit]
+
+    @property
+    def fits(self) -> bool:
+        """At least one max_model_len request fits in the KV cache."""
+        return self.memory.kv_bytes > 0 and self.kv.max_concurrency >= 1.0
+
+
+@dataclass(frozen=True)
+class StartPoint:
+    """Utilization and batch before relaxation: the request, else rule defaults, else vLLM's defaults."""
+
+    gpu_memory_utilization: float
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The settings one evaluation varies."""
+
+    tp: int
+    util: float
+    mnbt: int
+    max_num_seqs: int
+    max_model_len: int
+    kv_dtype: str
+
+
+def valid_tp_sizes(model: ModelSpec, gpu_count: int) -> list[int]:
+    """TP sizes vLLM accepts here: <= GPUs, dividing the attention heads, and compatible with the KV heads."""
+    heads, kv_heads = model.arch.num_attention_heads, model.arch.num_key_value_heads
+    return [tp for tp in TP_SIZES if tp <= gpu_count and heads % tp == 0
+            and (kv_heads % tp == 0 or tp % kv_heads == 0)]
+
+
+def _issue_context(model: ModelSpec, gpu: Gpu | None, settings: VllmSettings, request: PlanRequest) -> IssueContext:
+    return IssueContext(
+        engine="vllm", version=settings.version, arch=gpu.arch if gpu else "cpu",
+        attention_backend=settings.attention_backend, moe_backend=settings.moe_backend,
+        kv_cache_dtype=settings.kv_cache_dtype, model_arch=model.arch_key, tp=settings.tensor_parallel_size,
+        gpu_gib=gpu.visible_gib if gpu else 0.0, unified_memory=bool(gpu and gpu.unified_memory),
+        tool_calling=request.tool_calling, offline=request.offline and not request.vocab_dir,
+        cudagraph_estimate=versions.cudagraph_estimate_default(settings.version) and not settings.enforce_eager,
+        async_scheduling=settings.async_scheduling,
+    )
+
+
+def _backends(model: ModelSpec, gpu: Gpu | None, version: str, request: PlanRequest) -> BackendChoice:
+    backends = choose_backends(gpu, version, model.is_gpt_oss)
+    if request.attention_backend:
+        backends = backends.model_copy(update={"attention": request.attention_backend, "explicit_attention": True,
+                                               "reason": f"attention backend {request.attention_backend} as requested; "
+                                                         + backends.reason})
+    return backends
+
+
+def settings_for(model: ModelSpec, host: Host, request: PlanRequest, version: str, knobs: Knobs,
+                 backends: BackendChoice) -> VllmSettings:
+    """The typed settings of one configuration (what the argv builder reads)."""
+    defaults = default_batch(host.gpu, version)
+    async_scheduling = (versions.async_scheduling_default(version) if request.async_scheduling is None
+                        else request.async_scheduling)
+    tool_calling = request.tool_calling and versions.at_least(version, versions.vllm_facts().tool_parser_openai_since)
+    quantization = request.quantization if request.quantization and request.quantization != model.quantization else None
+    return VllmSettings(
+        version=version, device="gpu" if host.gpu else "cpu", tensor_parallel_size=knobs.tp,
+        max_model_len=knobs.max_model_len, gpu_memory_utilization=knobs.util, max_num_batched_tokens=knobs.mnbt,
+        max_num_seqs=knobs.max_num_seqs, default_max_num_batched_tokens=defaults.max_num_batched_tokens,
+        default_max_num_seqs=defaults.max_num_seqs, kv_cache_dtype=knobs.kv_dtype,
+        kv_cache_memory_bytes=request.kv_cache_memory_bytes, block_size=backends.block_size,
+        attention_backend=backends.attention, explicit_attention=backends.explicit_attention,
+        moe_backend=backends.moe, backend_env=dict(backends.env), backend_args=list(backends.extra_args),
+        enforce_eager=request.enforce_eager, async_scheduling=async_scheduling, tool_calling=tool_calling,
+        tool_call_parser=request.tool_call_parser, enable_prefix_caching=request.enable_prefix_caching,
+        enable_chunked_prefill=request.enable_chunked_prefill, quantization=quantization, dtype=request.dtype,
+        vocab_dir=request.vocab_dir)
+
+
+def evaluate(model: ModelSpec, host: Host, request: PlanRequest, version: str, knobs: Knobs) -> VllmCandidate:
+    """Memory, KV and known issues of one vLLM configuration."""
+    gpu = host.gpu
+    backends = _backends(model, gpu, version, request)
+    settings = settings_for(model, host, request, version, knobs, backends)
+    weights = weight_bytes_per_rank(model.arch, model.quantization, backends.moe, knobs.tp)
+    if gpu is None:
+        memory = cpu_budget(host, weights, request)
+    else:
+        memory = budget(gpu, model.arch, weights, knobs.util, knobs.tp, knobs.mnbt, knobs.max_num_seqs, version,
+                        request.enforce_eager, request.kv_cache_memory_bytes)
+    kv = predict_kv(model.arch, knobs.tp, knobs.kv_dtype, backends.block_size, max(memory.kv_bytes, 0),
+                    knobs.max_model_len, knobs.mnbt, version)
+    issues = matching_issues(_issue_context(model, gpu, settings, request))
+    return VllmCandidate(settings=settings, memory=memory, kv=kv, backends=backends, issues=issues)
+
+
+def cpu_budget(host: Host, weights: int, request: PlanRequest) -> VllmMemory:
+    """vLLM's CPU backend allocates VLLM_CPU_KVCACHE_SPACE (whole GiB; 4 planned unless --kv-cache-memory-bytes) on
+    top of the weights, all in RAM: when both do not fit in RAM_BUDGET_FRACTION of the host's RAM, no KV is left."""
+    ram = host.ram_bytes or 0
+    kv = cpu_kv_gib(request.kv_cache_memory_bytes) * GIB
+    fits_ram = not host.ram_bytes or weights + kv <= host.ram_bytes * RAM_BUDGET_FRACTION
+    return VllmMemory(visible_bytes=ram, gpu_memory_utilization=1.0, requested_bytes=weights + kv,
+                      weights_bytes=weights, activation_bytes=0, non_torch_bytes=0, cudagraph_bytes=0,
+                      cudagraph_in_budget=False, kv_bytes=kv if fits_ram else 0,
+                      kv_from_override=request.kv_cache_memory_bytes is not None)
+
+
+def starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: str, tp: int) -> StartPoint:
+    """Before relaxation: the request, else the known-issue rules' defaults, else vLLM's defaults."""
+    gpu = host.gpu
+    defaults = default_batch(gpu, version)
+    util = UNIFIED_UTIL if gpu and gpu.unified_memory else versions.default_gpu_memory_utilization(version)
+    mnbt = defaults.max_num_batched_tokens
+    probe = evaluate(model, host, request, version,
+                     Knobs(tp, util, mnbt, defaults.max_num_seqs,
+                           request.max_model_len or model.arch.max_position_embeddings, request.kv_cache_dtype))
+    for issue in probe.issues:
+        util = float(issue.defaults.get("gpu_memory_utilization", util))
+        mnbt = int(issue.defaults.get("max_num_batched_tokens", mnbt))
+    return StartPoint(request.gpu_memory_utilization or util, request.max_num_batched_tokens or mnbt,
+                      request.max_num_seqs or defaults.max_num_seqs)
+
+
+def memory_steps(request: PlanRequest, gpu: Gpu | None, start: StartPoint,
+                 relaxed: set[str]) -> list[tuple[float, int]]:
+    """(util, MNBT) pairs to try: the starting point, then relaxations of what the user did not pin."""
+    util_free = request.gpu_memory_utilization is None or "gpu_memory_utilization" in relaxed
+    mnbt_free = request.max_num_batched_tokens is None or "max_num_batched_tokens" in relaxed
+    utils = [start.gpu_memory_utilization]
+    if util_free and gpu is not None and not gpu.unified_memory and start.gpu_memory_utilization < RELAXED_UTIL:
+        utils.append(RELAXED_UTIL)
+    mnbt = start.max_num_batched_tokens
+    mnbts = [mnbt] + ([RELAXED_MNBT] if mnbt_free and mnbt > RELAXED_MNBT else [])
+    return [(u, m) for u in utils for m in mnbts]
+
+
+def round_context(length: int) -> int:
+    """Down to a multiple of CONTEXT_ROUNDING (1024) tokens."""
+    return length // CONTEXT_ROUNDING * CONTEXT_ROUNDING
+
+
+@dataclass
+class Search:
+    """One search over TP sizes and memory steps; `tried` keeps every evaluated candidate."""
+
+    model: ModelSpec
+    host: Host
+    request: PlanRequest
+    version: str
+    tried: list[VllmCandidate]
+
+    def _once(self, relaxed: set[str], starts: dict[int, StartPoint]) -> VllmCandidate | None:
+        """One pass with the user's unrelaxed settings held fixed."""
+        request, kv_dtype = self.request, self.request.kv_cache_dtype
+        target = request.max_model_len or self.model.arch.max_position_embeddings
+        tps = list(starts)  # the requested TP first, when there is one
+        if request.tensor_parallel_size and "tensor_parallel_size" not in relaxed:
+            tps = [request.tensor_parallel_size]
+        passes: list[VllmCandidate] = []
+        for tp in tps:
+            start = starts[tp]
+            for util, mnbt in memory_steps(request, self.host.gpu, start, relaxed):
+                candidate = evaluate(self.model, self.host, request, self.version,
+                                     Knobs(tp, util, mnbt, start.max_num_seqs, target, kv_dtype))
+                self.tried.append(candidate)
+                passes.append(candidate)
+                if candidate.fits:
+                    return candidate
+        if request.max_model_len is not None and "max_model_len" not in relaxed:
+            return None
+        # No TP holds the target context: the smallest TP whose KV holds a useful context, at its best step.
+        for tp in tps:
+            best = max((c for c in passes if c.settings.tensor_parallel_size == tp), key=lambda c: c.kv.max_len_that_fits)
+            length = round_context(best.kv.max_len_that_fits)
+            if length >= MIN_USEFUL_CONTEXT:
+                s = best.settings
+                candidate = evaluate(self.model, self.host, request, self.version,
+                                     Knobs(tp, s.gpu_memory_utilization, s.max_num_batched_tokens, s.max_num_seqs,
+                                           length, kv_dtype))
+                self.tried.append(candidate)
+                if candidate.fits:
+                    return candidate
+        return None
+
+    def run(self) -> VllmCandidate | None:
+        """The first fitting configuration, relaxing the user's explicit settings one by one (RELAX_ORDER)."""
+        tps = valid_tp_sizes(self.model, max(self.host.gpu_count, 1))
+        if self.request.tensor_parallel_size:
+            tps = [self.request.tensor_parallel_size] + [t for t in tps if t != self.request.tensor_parallel_size]
+        starts = {tp: starting_point(self.model, self.host, self.request, self.version, tp) for tp in tps}
+        for count in range(len(RELAX_ORDER) + 1):
+            relaxed = set(RELAX_ORDER[:count])
+            if count and getattr(self.request, RELAX_ORDER[count - 1]) is None:
+                continue  # nothing pinned there: relaxing it changes nothing
+            found = self._once(relaxed, starts)
+            if found is not None:
+                return found
+        return None
+
+    def best_tried(self) -> VllmCandidate | None:
+        """The candidate with the most KV memory (for the 'does not fit' numbers)."""
+        return max(self.tried, key=lambda c: c.memory.kv_bytes) if self.tried else None
