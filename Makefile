@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: install tools demo test unit bench
+.PHONY: install tools demo test unit lint bench
 install: $(VENV)/.installed
 
 demo: install
@@ -22,11 +22,17 @@ tools:
 	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin) >/dev/null 2>&1; } \
 	  || echo "note: nix-instantiate unavailable; NixOS modules are not parse-checked"
 
-test: install tools
+# ruff (lint) and mypy (strict on plan/, engines/ and planning.py) first, then every test.
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+test: install tools lint
 	$(VENV)/bin/python -m pytest -q tests
 
+# The unit tier only: no engine is built or started (GPTOSS_NO_LANE guards it).
 unit: install
-	$(VENV)/bin/python -m pytest -q tests -m "not engine and not gpu"
+	$(VENV)/bin/python -m pytest -q tests -m unit
 
 bench: install
 	$(VENV)/bin/python bench/plan_speed.py

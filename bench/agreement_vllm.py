@@ -56,7 +56,7 @@ def client_cpus() -> list[str]:
     return ["taskset", "-c", f"1-{cores - 1}"] if cores > 1 and shutil.which("taskset") else []
 
 
-def run_vllm_bench(lane, base_url: str, model: str, args: argparse.Namespace, workdir: Path, n: int) -> dict:  # noqa: ANN001
+def run_vllm_bench(lane, base_url: str, model: str, args: argparse.Namespace, workdir: Path, n: int) -> dict:
     name = f"vllm-{n}.json"
     cmd = [*client_cpus(), lane.python, "-c", VLLM_BENCH, "--backend", "openai", "--base-url", base_url, "--endpoint",
            "/v1/completions", "--model", model, "--tokenizer", lane.model, "--dataset-name", "random",

@@ -29,7 +29,7 @@ LANE_ENV = {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "HF_HUB_OFFLINE": "1", "VLLM_
             "VLLM_NO_USAGE_STATS": "1"}
 
 
-def serve_args(lane, engine: str) -> list[str]:  # noqa: ANN001 - Lane
+def serve_args(lane, engine: str) -> list[str]:
     if engine == "vllm":
         return ["--model", lane.model, "--engine", "vllm", "--vllm-python", lane.python, "--max-model-len", "4096",
                 "--max-num-seqs", "8", "--kv-cache-memory-bytes", str(2**30), "--served-model-name", "tiny",
@@ -70,7 +70,7 @@ def ready(port: int) -> bool:
         return False
 
 
-def time_direct(lane, engine: str, env: dict[str, str]) -> float:  # noqa: ANN001
+def time_direct(lane, engine: str, env: dict[str, str]) -> float:
     port = free_port()
     dry = subprocess.run([*GPTOSS, "serve", "--json", "--dry-run", "--port", str(port), *serve_args(lane, engine)],
                          capture_output=True, text=True, check=True, env=os.environ | env)
@@ -88,7 +88,7 @@ def time_direct(lane, engine: str, env: dict[str, str]) -> float:  # noqa: ANN00
         stop_group(process)
 
 
-def time_serve(lane, engine: str, env: dict[str, str], log: Path) -> float:  # noqa: ANN001
+def time_serve(lane, engine: str, env: dict[str, str], log: Path) -> float:
     port = free_port()
     start = time.perf_counter()
     process = subprocess.Popen([*GPTOSS, "serve", "--json", "--no-progress", "--port", str(port), "--log-file",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from gptoss_deploy.vocab import QUICKTOK_WHEEL, cache_root
 @functools.cache
 def quicktok_wheel() -> Path:
     """The quicktok-v1 0.4.0 wheel, downloaded from PyPI into the cache on first use."""
-    target = cache_root() / "wheels" / "quicktok-v1-0.4.0"
+    target = Path(os.environ.get("GPTOSS_TEST_DOWNLOADS") or cache_root() / "wheels") / "quicktok-v1-0.4.0"
     wheels = sorted(target.glob("quicktok_v1-0.4.0-*.whl"))
     if not wheels:
         target.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,6 @@ from gptoss_deploy.lane import Lane, ensure_lane
 from gptoss_deploy.lane.server import LaneServer
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/engine/" in str(item.fspath):
-            item.add_marker(pytest.mark.engine)
-
-
 @pytest.fixture(scope="session")
 def lane() -> Lane:
     return ensure_lane(progress=lambda text: print(text, file=sys.stderr, flush=True))

@@ -8,15 +8,17 @@ import sys
 
 from gptoss_deploy.lane import Lane
 from gptoss_deploy.lane.server import LaneServer, free_port
+from tests.lane_support import data_of
 
 
 def test_demo_once_serves_and_answers(lane: Lane) -> None:
     port = free_port()
-    result = subprocess.run([sys.executable, "-m", "gptoss_deploy.cli.main", "demo", "--once", "--port", str(port)],
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-m", "gptoss_deploy.cli.main", "demo", "--once", "--port", str(port),
+                             "--json"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"endpoint: http://127.0.0.1:{port}/v1" in result.stdout
-    assert "curl -s" in result.stdout and "tiny-gpt-oss" in result.stdout
+    info = data_of(result.stdout, "demo")
+    assert info["endpoint"] == f"http://127.0.0.1:{port}/v1" and info["model"] == "tiny-gpt-oss"
+    assert info["curl"].startswith("curl -s")
     assert "[demo] content:   'Hello!" in result.stderr
     assert "reasoning:" in result.stderr
 

@@ -3,7 +3,6 @@ with llama.cpp's own llama-gguf-split; incomplete sets and a missing tool are cl
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

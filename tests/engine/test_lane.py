@@ -29,7 +29,7 @@ def test_tiny_model_has_the_real_architecture(lane: Lane) -> None:
     assert (Path(lane.model) / "chat_template.jinja").exists()
 
 
-def test_a_recipe_change_rebuilds_only_the_model_and_its_gguf(monkeypatch) -> None:  # noqa: ANN001
+def test_a_recipe_change_rebuilds_only_the_model_and_its_gguf(monkeypatch) -> None:
     import gptoss_deploy.lane as lane_module
 
     before = lane_module.step_keys()

@@ -3,7 +3,6 @@ ladder that ends on llama-server when vLLM is unavailable; the journal holds eve
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

@@ -14,8 +14,18 @@ import pytest
 
 import gptoss_deploy
 from gptoss_deploy.engines import Binding, registry
-from gptoss_deploy.engines.base import (AlertRule, Comparison, ContainerImage, Engine, Launch, Monitoring, Panel,
-                                        Phase, exact_row, pattern)
+from gptoss_deploy.engines.base import (
+    AlertRule,
+    Comparison,
+    ContainerImage,
+    Engine,
+    Launch,
+    Monitoring,
+    Panel,
+    Phase,
+    exact_row,
+    pattern,
+)
 from gptoss_deploy.engines.probe import EngineInfo
 from gptoss_deploy.errors import EngineError
 from gptoss_deploy.hardware.types import Host

@@ -115,6 +115,6 @@ def test_default_util_follows_the_vllm_version() -> None:
 
 
 def test_log_lines_merge_into_one_from_0_28() -> None:
-    assert len([l for l in plan_for("h100", vllm_version="0.27.1").predicted_log if "KV cache size" in l
-                or "Maximum concurrency" in l]) == 2
-    assert any("tokens, Maximum concurrency" in l for l in plan_for("h100", vllm_version="0.28.0").predicted_log)
+    assert len([line for line in plan_for("h100", vllm_version="0.27.1").predicted_log if "KV cache size" in line
+                or "Maximum concurrency" in line]) == 2
+    assert any("tokens, Maximum concurrency" in line for line in plan_for("h100", vllm_version="0.28.0").predicted_log)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from gptoss_deploy.check.judges import argument_problem, is_state_changing
 from gptoss_deploy.check.report import CheckReport, CheckResult
-from gptoss_deploy.check.runner import _is_state_changing, _validate_arguments, normalise_url
+from gptoss_deploy.check.runner import normalise_url
 from gptoss_deploy.errors import InputError
 
 
@@ -26,18 +27,18 @@ def test_non_http_urls_are_bad_input() -> None:
 
 
 def test_tool_arguments_are_checked_against_the_schema() -> None:
-    assert _validate_arguments('{"location": "Paris"}') is None
-    assert "not JSON" in (_validate_arguments("{location: Paris}") or "")
-    assert "'location' is a required property" in (_validate_arguments('{"city": "Paris"}') or "")
-    assert "is not of type 'string'" in (_validate_arguments('{"location": 3}') or "")
+    assert argument_problem('{"location": "Paris"}') is None
+    assert "not JSON" in (argument_problem("{location: Paris}") or "")
+    assert "'location' is a required property" in (argument_problem('{"city": "Paris"}') or "")
+    assert "is not of type 'string'" in (argument_problem('{"location": 3}') or "")
 
 
 def test_state_changing_routes_are_never_called() -> None:
     for path in ("/pause", "/resume", "/sleep", "/reset_prefix_cache", "/scale_elastic_ep", "/update_weights",
                  "/abort_requests", "/collective_rpc", "/v1/load_lora_adapter", "/start_profile"):
-        assert _is_state_changing(path), path
+        assert is_state_changing(path), path
     for path in ("/health", "/metrics", "/v1/models", "/v1/chat/completions", "/invocations", "/tokenize", "/load"):
-        assert not _is_state_changing(path), path
+        assert not is_state_changing(path), path
 
 
 def test_report_fails_only_on_fail() -> None:

@@ -20,11 +20,11 @@ SECRET = "sk-test-secret-123"
 VLLM, LLAMA = registry.get("vllm"), registry.get("llamacpp")
 
 
-def vllm_plan():  # noqa: ANN201
+def vllm_plan():
     return make_plan(catalog.lookup("gpt-oss-120b"), profile_host("4xL40S"), PlanRequest())
 
 
-def llama_plan():  # noqa: ANN201
+def llama_plan():
     return make_plan(catalog.lookup("gpt-oss-120b"), compose_host("L40S", 1, ram_gib=128), PlanRequest())
 
 

@@ -117,7 +117,7 @@ def test_missing_gguf_shards_are_reported(tmp_path: Path) -> None:
     assert present == [first] and missing == ["m-00002-of-00003.gguf", "m-00003-of-00003.gguf"]
 
 
-def test_gguf_header_parse_is_the_same_across_buffer_refills(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_gguf_header_parse_is_the_same_across_buffer_refills(tmp_path: Path, monkeypatch) -> None:
     import gguf
     import numpy as np
 

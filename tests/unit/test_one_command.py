@@ -68,7 +68,7 @@ def contains(haystack: list[str], needle: list[str]) -> bool:
 def _docker(folder: Path) -> tuple[list[str], dict[str, str]]:
     text = (folder / "docker-run.sh").read_text()
     words = shlex.split(text[text.index("args=(") + 6:text.index("\n)\n")])
-    env = dict(w.split("=", 1) for w, prev in zip(words[1:], words) if prev == "--env" and "=" in w)
+    env = dict(w.split("=", 1) for w, prev in zip(words[1:], words[:-1], strict=True) if prev == "--env" and "=" in w)
     return words, env
 
 

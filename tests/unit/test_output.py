@@ -60,7 +60,7 @@ def test_usage_errors_are_json_under_json(capsys: pytest.CaptureFixture[str]) ->
     assert "Traceback" not in err
 
 
-def test_quiet_silences_messages_not_data_or_errors(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # noqa: ANN001
+def test_quiet_silences_messages_not_data_or_errors(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     plan_file = tmp_path / "p.json"
     code, out, err = run(capsys, "plan", "--profile", "h100", "--model", "gpt-oss-20b", "--save", str(plan_file),
                          "--quiet")

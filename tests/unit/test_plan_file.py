@@ -92,7 +92,7 @@ def test_an_installed_engine_of_another_release_is_refused(tmp_path: Path, capsy
     (lambda d: d | {"vllm": d["vllm"] | {"max_model_len": "lots"}}, "vllm.max_model_len"),
     (lambda d: d | {"surprise": 1}, "surprise"),
 ])
-def test_a_broken_plan_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, needle: str) -> None:  # noqa: ANN001
+def test_a_broken_plan_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], edit, needle: str) -> None:
     saved = tmp_path / "plan.json"
     assert main(["plan", "--profile", "h100", "--model", "gpt-oss-20b", "--save", str(saved), "--quiet"]) == 0
     saved.write_text(json.dumps(edit(json.loads(saved.read_text()))))

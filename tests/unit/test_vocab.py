@@ -9,7 +9,7 @@ import pytest
 
 from gptoss_deploy import vocab
 from gptoss_deploy.errors import IntegrityError
-from tests.lane_support import quicktok_wheel
+from tests.lane_support import data_of, quicktok_wheel
 
 
 def test_rebuild_matches_tiktokens_hashes(tmp_path: Path) -> None:
@@ -51,4 +51,6 @@ def test_cli_vocab_install(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
     assert main(["vocab", "install", "--dir", str(tmp_path), "--wheel", str(quicktok_wheel())]) == 0
     assert f"TIKTOKEN_ENCODINGS_BASE={tmp_path}" in capsys.readouterr().out
+    assert main(["vocab", "install", "--dir", str(tmp_path), "--wheel", str(quicktok_wheel()), "--json"]) == 0
+    assert data_of(capsys.readouterr().out, "vocab")["env"] == {"TIKTOKEN_ENCODINGS_BASE": str(tmp_path)}
     assert main(["vocab", "install", "--dir", str(tmp_path), "--wheel", str(tmp_path / "nope.whl")]) == 2

@@ -112,8 +112,9 @@ def summarize(records: Sequence[RequestRecord], duration_s: float, *, percentile
     output_lens = [r.output_tokens if r.ok else 0 for r in measured]
     total_input = sum(r.input_tokens for r in ok)
     total_output = sum(output_lens)
-    series = {"ttft": [r.ttft for r in ok], "tpot": [t for t in map(tpot_s, ok) if t is not None],
-              "itl": [gap for r in ok for gap in r.itl], "e2el": [r.latency for r in ok]}
+    series: dict[str, list[float]] = {
+        "ttft": [r.ttft for r in ok if r.ttft is not None], "tpot": [t for t in map(tpot_s, ok) if t is not None],
+        "itl": [gap for r in ok for gap in r.itl], "e2el": [r.latency for r in ok if r.latency is not None]}
     result: dict[str, Any] = {
         "duration": duration_s, "completed": len(ok), "failed": len(measured) - len(ok),
         "total_input_tokens": total_input, "total_output_tokens": total_output,

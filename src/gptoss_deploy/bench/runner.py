@@ -16,7 +16,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -29,8 +29,15 @@ from gptoss_deploy import __version__
 from gptoss_deploy.bench import metrics, selfcheck
 from gptoss_deploy.bench.journal import Journal
 from gptoss_deploy.bench.stream import RequestRecord, SSEDecoder, StreamTracker
-from gptoss_deploy.bench.workload import (GPT_OSS_VOCAB_SIZE, Prompt, ServerTokenizer, arrival_offsets, story_prompts,
-                                          vllm_random_prompts, word_prompts)
+from gptoss_deploy.bench.workload import (
+    GPT_OSS_VOCAB_SIZE,
+    Prompt,
+    ServerTokenizer,
+    arrival_offsets,
+    story_prompts,
+    vllm_random_prompts,
+    word_prompts,
+)
 from gptoss_deploy.engines import bearer
 from gptoss_deploy.errors import InputError
 
@@ -183,7 +190,7 @@ class Benchmark:
         self.config = config
         self.base_url = normalise_url(config.url)
         self.target, report = discover(self.base_url, config.api_key, config.model, min(config.timeout_s, 60))
-        self.engine, self.engine_version = report.engine, report.engine_version
+        self.engine, self.engine_version = report.engine or "unknown", report.engine_version
         self.model = self.target.model
         self.headers = bearer(config.api_key)
         self.journal = journal

@@ -127,11 +127,12 @@ def retokenized_diff_pct(tokenizer: ServerTokenizer | None, records: Sequence[Re
         return None
     diffs = []
     for record in [r for r in records if r.ok and r.completion_tokens][:sample]:
+        expected = record.completion_tokens or 0
         try:
             counted = len(tokenizer.encode(record.reasoning_text + record.text)) if (record.text or record.reasoning_text) else 0
         except (httpx.HTTPError, ValueError, KeyError):
             return None
-        diffs.append(abs(record.completion_tokens - counted) / record.completion_tokens * 100)
+        diffs.append(abs(expected - counted) / expected * 100)
     if not diffs:
         return None
     return {"usage_vs_client_diff_pct_p50": statistics.median(diffs), "usage_vs_client_diff_pct_max": max(diffs),
@@ -154,7 +155,8 @@ def read_serve_report(log_path: Path) -> dict[str, Any] | None:
 
     path = report_path_for(log_path)
     try:
-        return json.loads(path.read_text())
+        report = json.loads(path.read_text())
+        return report if isinstance(report, dict) else None
     except (OSError, ValueError):
         return None
 

@@ -183,8 +183,8 @@ class StreamTracker:
             if kind == REASONING:
                 self._reasoning_by_delta += tokens
             self._on_usage(usage, final=False)
-        if record.ttft is None:
-            record.ttft = t
+        if record.ttft is None or self._last_t is None:
+            record.ttft = t if record.ttft is None else record.ttft
         else:
             record.itl.append(t - self._last_t)
         self._last_t = t

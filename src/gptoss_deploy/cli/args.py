@@ -66,7 +66,7 @@ def add_host_flags(parser: argparse.ArgumentParser, title: str = "hardware (defa
     where.add_argument("--ram-gib", type=positive_float, help="host RAM, GiB (for CPU-offloaded experts)")
 
 
-def host_choice(args: argparse.Namespace):  # noqa: ANN201 - planning.HostChoice, imported lazily
+def host_choice(args: argparse.Namespace):
     """The host the flags describe."""
     from gptoss_deploy.planning import HostChoice
 
@@ -90,7 +90,7 @@ def engine_locations(args: argparse.Namespace) -> dict[str, str | None]:
     return {engine.name: getattr(args, f"location_{engine.name}", None) for engine in registry.engines()}
 
 
-def plan_request(args: argparse.Namespace):  # noqa: ANN201 - PlanRequest, imported lazily
+def plan_request(args: argparse.Namespace):
     """The plan request `plan` and `render` flags ask for (the environment's part is filled in by planning)."""
     from gptoss_deploy.plan.types import PlanRequest
 

@@ -112,7 +112,7 @@ def parse_goodput(pairs: list[str] | None) -> dict[str, float] | None:
     return slos
 
 
-def config_from_args(args: argparse.Namespace):  # noqa: ANN201 - BenchConfig, imported lazily
+def config_from_args(args: argparse.Namespace):
     """Flags -> BenchConfig."""
     import os
 

@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.set_defaults(handler=run)
 
 
-def render_report(report) -> None:  # noqa: ANN001 - CheckReport
+def render_report(report) -> None:
     """The report as a rich table on stdout, with the counts on stderr."""
     from rich.table import Table
 

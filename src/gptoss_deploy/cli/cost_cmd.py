@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(rows) -> None:  # noqa: ANN001 - list[CostRow]
+def _render(rows) -> None:
     from rich.table import Table
 
     from gptoss_deploy.cli.output import console, message

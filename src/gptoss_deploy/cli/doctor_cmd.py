@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "fail" for r in results) else 0
 
 
-def _render(results) -> None:  # noqa: ANN001 - list[DoctorCheck]
+def _render(results) -> None:
     from rich.table import Table
 
     from gptoss_deploy.cli.output import console, message

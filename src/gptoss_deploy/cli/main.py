@@ -10,8 +10,20 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from gptoss_deploy import __version__
-from gptoss_deploy.cli import (bench_cmd, check_cmd, cost_cmd, demo_cmd, doctor_cmd, gguf_cmd, hardware_cmd,
-                               plan_cmd, render_cmd, serve_cmd, try_cmd, vocab_cmd)
+from gptoss_deploy.cli import (
+    bench_cmd,
+    check_cmd,
+    cost_cmd,
+    demo_cmd,
+    doctor_cmd,
+    gguf_cmd,
+    hardware_cmd,
+    plan_cmd,
+    render_cmd,
+    serve_cmd,
+    try_cmd,
+    vocab_cmd,
+)
 from gptoss_deploy.errors import InputError
 
 COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,

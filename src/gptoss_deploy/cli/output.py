@@ -61,7 +61,7 @@ def error(text: str) -> None:
     sys.stderr.write(text.rstrip("\n") + "\n")
 
 
-def console(stderr: bool = False):  # noqa: ANN201 - rich is imported lazily
+def console(stderr: bool = False):
     """A rich Console on stdout (data) or stderr (messages); as wide as the content when not a terminal."""
     from rich.console import Console
 

@@ -159,7 +159,8 @@ def json_schema(name: str) -> dict[str, Any]:
     version, model = SCHEMAS[name]
     envelope: type[BaseModel] = create_model(
         f"{''.join(part.title() for part in name.split('-'))}Output",
-        schema_=(Literal[f"gptoss.{name}/{version}"], Field(alias="schema")), tool_version=(str, ...),
+        schema_=(Literal[f"gptoss.{name}/{version}"], Field(alias="schema")),  # type: ignore[arg-type, maybe-unrecognized-str-typeform]
+        tool_version=(str, ...),
         data=(model, ...))
     document = envelope.model_json_schema(mode="serialization")
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"gptoss.{name}/{version}"} | document

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from gptoss_deploy.cli.args import (add_engine_knobs, add_engine_locations, add_host_flags, positive_float,
-                                    positive_int, read_key_file)
+from gptoss_deploy.cli.args import (
+    add_engine_knobs,
+    add_engine_locations,
+    add_host_flags,
+    positive_float,
+    positive_int,
+    read_key_file,
+)
 
 EXAMPLES = """examples:
   gptoss serve --model gpt-oss-20b                       # plan for this host, serve on 127.0.0.1:8000
@@ -64,7 +70,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.set_defaults(handler=run, extra_engine_args=[])
 
 
-def settings_from(args: argparse.Namespace, config_file: bool = True):  # noqa: ANN201 - ServeSettings, lazily
+def settings_from(args: argparse.Namespace, config_file: bool = True):
     """Flags + environment (+ config file) -> ServeSettings; shared by `serve` and `try` (which has no --host,
     --no-progress or --config: it binds the default host and shows no progress bar)."""
     import os
@@ -85,7 +91,7 @@ def settings_from(args: argparse.Namespace, config_file: bool = True):  # noqa: 
     return resolve_settings(flags, os.environ, Path(config) if config else None)
 
 
-def inputs_from(args: argparse.Namespace, require_engine: bool = True):  # noqa: ANN201 - ServeInputs, lazily
+def inputs_from(args: argparse.Namespace, require_engine: bool = True):
     """Engine locations, extra engine arguments, plan switches and the previewed host -> ServeInputs (for `serve`
     and `try`)."""
     from pathlib import Path
@@ -100,7 +106,7 @@ def inputs_from(args: argparse.Namespace, require_engine: bool = True):  # noqa:
                        plan_file=Path(plan_file) if plan_file else None, replan=getattr(args, "replan", False))
 
 
-def _dry_run(args: argparse.Namespace, prepared) -> int:  # noqa: ANN001
+def _dry_run(args: argparse.Namespace, prepared) -> int:
     from gptoss_deploy.cli.output import emit_json, message
 
     launch = prepared.launch
@@ -118,7 +124,7 @@ def _dry_run(args: argparse.Namespace, prepared) -> int:  # noqa: ANN001
     return 0
 
 
-def _print_ready(args: argparse.Namespace, supervisor, report) -> None:  # noqa: ANN001
+def _print_ready(args: argparse.Namespace, supervisor, report) -> None:
     from gptoss_deploy.cli.output import console, emit_json, message
 
     if args.json:
@@ -141,7 +147,7 @@ def _print_ready(args: argparse.Namespace, supervisor, report) -> None:  # noqa:
         message(f"[serve] saved {supervisor.report_path()}")
 
 
-def _check_once(endpoint) -> None:  # noqa: ANN001 - Endpoint
+def _check_once(endpoint) -> None:
     """`gptoss check` against the freshly started server; the result is reported, serving goes on."""
     from gptoss_deploy.check.runner import run_checks
     from gptoss_deploy.cli.check_cmd import render_report
@@ -159,8 +165,13 @@ def run(args: argparse.Namespace) -> int:
     from gptoss_deploy.cli.output import message
     from gptoss_deploy.serve.progress import StartupProgress
     from gptoss_deploy.serve.service import prepare, require_port_free
-    from gptoss_deploy.serve.supervisor import (SuperviseOptions, Supervisor, default_log_path, ready_timeout_for,
-                                                stop_on_signals)
+    from gptoss_deploy.serve.supervisor import (
+        SuperviseOptions,
+        Supervisor,
+        default_log_path,
+        ready_timeout_for,
+        stop_on_signals,
+    )
 
     if args.canary_timeout > args.canary_interval:
         from gptoss_deploy.errors import InputError

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if attempts and attempts[-1].outcome == "ready" else 1
 
 
-def _dry_run(args: argparse.Namespace, settings, inputs, rungs) -> int:  # noqa: ANN001
+def _dry_run(args: argparse.Namespace, settings, inputs, rungs) -> int:
     """Each rung with its exact command (secrets masked), or why it cannot be prepared."""
     from gptoss_deploy.cli.output import emit_json
     from gptoss_deploy.errors import GptossError
@@ -99,7 +99,7 @@ def _dry_run(args: argparse.Namespace, settings, inputs, rungs) -> int:  # noqa:
     return 0
 
 
-def _summary(attempts) -> None:  # noqa: ANN001 - list[Attempt]
+def _summary(attempts) -> None:
     from rich.table import Table
 
     from gptoss_deploy.cli.output import console

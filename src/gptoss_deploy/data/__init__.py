@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gptoss_deploy.data.schema import (MODELS, EngineFacts, GpuCatalog, KnownIssues, ModelCatalog, PriceTable)
+from gptoss_deploy.data.schema import MODELS, EngineFacts, GpuCatalog, KnownIssues, ModelCatalog, PriceTable
 from gptoss_deploy.errors import DataError
 
 T = TypeVar("T", bound=BaseModel)

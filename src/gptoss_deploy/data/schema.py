@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gptoss_deploy.models.spec import ArchConfig
+
 
 class Strict(BaseModel):
     """Base of every data model: unknown keys are errors."""
@@ -218,23 +220,12 @@ class GpuCatalog(Strict):
 
 
 # -- models.yaml -------------------------------------------------------------------------------------------------
-class ArchEntry(Strict):
-    """An architecture's config.json fields."""
+class ArchEntry(ArchConfig):
+    """An architecture's config.json fields (the planner's ArchConfig) with their source and parameter counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     source: str
-    architecture: str
-    num_hidden_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    num_local_experts: int = Field(gt=0)
-    num_experts_per_tok: int = Field(gt=0)
-    sliding_window: int | None = None
-    vocab_size: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
-    tie_word_embeddings: bool = False
     total_params_b: float | None = None
     active_params_b: float | None = None
 

@@ -51,7 +51,7 @@ def gpu_check(facts: HostFacts) -> DoctorCheck:
 
 def nvidia_driver_check(facts: HostFacts, vllm_cuda: list[CudaRule]) -> DoctorCheck | None:
     """The driver's CUDA against what the installed (or newest) vLLM wheel was built for."""
-    if not facts.host.gpus or facts.host.gpu.vendor != "nvidia":
+    if facts.host.gpu is None or facts.host.gpu.vendor != "nvidia":
         return None
     if facts.cuda is None:
         return _check("nvidia driver", "warn", f"driver {facts.driver or 'unknown'}: NVML gave no CUDA version",
@@ -74,7 +74,7 @@ def container_checks(facts: HostFacts) -> list[DoctorCheck]:
     if not facts.docker:
         return [_check("docker", "fail", "docker is not installed", "install Docker Engine, or use the systemd target")]
     out = [_check("docker", "pass", "docker is installed")]
-    if facts.host.gpus and facts.host.gpu.vendor == "nvidia":
+    if facts.host.gpu is not None and facts.host.gpu.vendor == "nvidia":
         has = facts.nvidia_ctk or "nvidia" in facts.docker_runtimes or any("nvidia" in s for s in facts.cdi_specs)
         out.append(_check("nvidia container toolkit", "pass" if has else "fail",
                           "nvidia-ctk / nvidia runtime / CDI spec found" if has else

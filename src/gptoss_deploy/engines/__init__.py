@@ -7,8 +7,18 @@ re-exported here.
 
 from __future__ import annotations
 
-from gptoss_deploy.engines.base import (SERVED_NAME_DEFAULT, Binding, Endpoint, Engine, Launch, bearer,
-                                        hf_token_env, is_loopback, require_auth_off_loopback, write_key_file)
+from gptoss_deploy.engines.base import (
+                                        SERVED_NAME_DEFAULT,
+                                        Binding,
+                                        Endpoint,
+                                        Engine,
+                                        Launch,
+                                        bearer,
+                                        hf_token_env,
+                                        is_loopback,
+                                        require_auth_off_loopback,
+                                        write_key_file,
+)
 
 __all__ = ["SERVED_NAME_DEFAULT", "Binding", "Endpoint", "Engine", "Launch", "bearer", "hf_token_env", "is_loopback",
            "require_auth_off_loopback", "write_key_file"]

@@ -15,8 +15,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from gptoss_deploy.engines.base import (AlertRule, Binding, Comparison, ContainerImage, Engine, Launch, Monitoring,
-                                        Panel, Phase, RungSpec, exact_row, numeric_row, pattern)
+from gptoss_deploy.engines.base import (
+    AlertRule,
+    Binding,
+    Comparison,
+    ContainerImage,
+    Engine,
+    Launch,
+    Monitoring,
+    Panel,
+    Phase,
+    RungSpec,
+    exact_row,
+    numeric_row,
+    pattern,
+)
 from gptoss_deploy.engines.probe import EngineInfo, cached_probe, long_flags, run_text, split_flags
 from gptoss_deploy.errors import EngineError, InputError
 from gptoss_deploy.hardware.types import GIB

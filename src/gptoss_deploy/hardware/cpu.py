@@ -26,7 +26,8 @@ def read_meminfo(root: Path = Path("/")) -> dict[str, int]:
 
 def detect_cpu(root: Path = Path("/")) -> Cpu:
     """Model name, logical cores and the vector extensions that matter for CPU-offloaded experts."""
-    model, flags, cores = "unknown", set(), 0
+    model, cores = "unknown", 0
+    flags: set[str] = set()
     try:
         text = (root / "proc/cpuinfo").read_text()
     except OSError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+
 from gptoss_deploy import data
 from gptoss_deploy.data.schema import GpuSpec
 from gptoss_deploy.errors import InputError, UnknownProfileError

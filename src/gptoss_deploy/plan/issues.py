@@ -29,14 +29,13 @@ class IssueContext(BaseModel):
 
 
 def _condition_holds(key: str, expected: object, ctx: IssueContext) -> bool:
-    if key == "max_gpu_gib":
-        return ctx.gpu_gib <= float(expected)
-    if key == "min_gpu_gib":
-        return ctx.gpu_gib >= float(expected)
-    actual = getattr(ctx, key)
+    if key in ("max_gpu_gib", "min_gpu_gib"):
+        assert isinstance(expected, int | float)
+        return ctx.gpu_gib <= expected if key == "max_gpu_gib" else ctx.gpu_gib >= expected
+    actual: object = getattr(ctx, key)
     if isinstance(expected, list):
         return actual in expected
-    return actual == expected
+    return bool(actual == expected)
 
 
 def matching_issues(ctx: IssueContext) -> list[IssueHit]:

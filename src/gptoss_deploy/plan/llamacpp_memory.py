@@ -82,7 +82,7 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
     total_budget = per_device_budget * host.gpu_count
     fixed = full + swa + compute * host.gpu_count
     chosen = None
-    for n_cpu_moe in range(0, layers + 1):
+    for n_cpu_moe in range(layers + 1):
         if gpu.unified_memory and n_cpu_moe:
             break  # unified memory: RAM and GPU memory are the same pool, offloading gains nothing
         if model_bytes - n_cpu_moe * per_layer + fixed <= total_budget:

@@ -15,7 +15,6 @@ from gptoss_deploy.errors import InputError
 from gptoss_deploy.hardware.types import Host
 from gptoss_deploy.models import catalog
 from gptoss_deploy.models.spec import ModelSpec
-from gptoss_deploy.plan.assembly import base_plan
 from gptoss_deploy.plan.types import Alternative, Change, Plan, PlanRequest
 
 

@@ -125,7 +125,7 @@ def validate(artifacts: list[Artifact]) -> list[Validation]:
 def _parse(name: str, tool: str, text: str, parse: Any) -> Validation:
     try:
         parse(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error is the finding
+    except Exception as exc:
         return Validation(artifact=name, tool=tool, ok=False, detail=str(exc)[:300])
     return Validation(artifact=name, tool=tool, ok=True)
 
@@ -177,13 +177,13 @@ def _kubernetes(artifact: Artifact) -> Validation:
         import kubernetes_validate
     except ImportError:
         return Validation(artifact=artifact.name, tool="kubernetes-validate", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
-    problems = []
+    problems: list[str] = []
     for doc in _with_pod_templates(list(yaml.safe_load_all(artifact.text)), problems):
         try:
             kubernetes_validate.validate(doc, desired_version="1.32", strict=True)
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{doc.get('kind')}: {exc.message} at {'/'.join(map(str, exc.path))}")
-        except Exception as exc:  # noqa: BLE001 - schema version missing etc.
+        except Exception as exc:
             problems.append(f"{doc.get('kind')}: {exc}")
     return Validation(artifact=artifact.name, tool="kubernetes-validate (k8s 1.32 schemas, strict)", ok=not problems,
                       detail="; ".join(problems)[:800])
@@ -218,7 +218,7 @@ def _quadlet(artifact: Artifact) -> Validation:
     import configparser
 
     parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
-    parser.optionxform = str  # keys are case-sensitive
+    parser.optionxform = str  # type: ignore[assignment, method-assign]  # keys are case-sensitive
     try:
         parser.read_string("\n".join(line for line in artifact.text.splitlines() if not line.startswith("#")))
     except configparser.Error as exc:

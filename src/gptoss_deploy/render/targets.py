@@ -228,8 +228,8 @@ def nixos(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
 def kubernetes(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     """Deployment + Service + PVC; probes sized to the cold start; secrets from Kubernetes Secrets by name."""
     labels = {"app.kubernetes.io/name": d.name, "app.kubernetes.io/managed-by": "gpt-oss-deploy"}
-    env = [{"name": k, "value": v} for k, v in (d.env | d.amd_env).items()]
-    mounts = [{"name": "hf-cache", "mountPath": HF_CACHE}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in (d.env | d.amd_env).items()]
+    mounts: list[dict[str, Any]] = [{"name": "hf-cache", "mountPath": HF_CACHE}, {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [{"name": "hf-cache", "persistentVolumeClaim": {"claimName": f"{d.name}-hf-cache"}},
                                      {"name": "dshm", "emptyDir": {"medium": "Memory",
                                                                    "sizeLimit": f"{d.shm_size_gib}Gi"}}]

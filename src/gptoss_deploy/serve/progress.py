@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.serve.logparse import LogState, Phase
@@ -81,7 +82,7 @@ class StartupProgress:
         self.enabled = enabled
         self.tty = sys.stderr.isatty() if tty is None else tty
         self._last_line = ("", 0.0)
-        self._bar = None
+        self._bar: Any = None  # a rich Progress, created on the first update
         self._task = None
 
     def update(self, snap: Snapshot) -> None:

@@ -155,7 +155,14 @@ def _given(settings: ServeSettings, inputs: ServeInputs) -> dict[str, Any]:
 def _saved_plan(settings: ServeSettings, inputs: ServeInputs) -> tuple[Plan, ModelSpec, list[str]]:
     """The --plan file, checked against this host and the installed engine; re-planned with --replan."""
     from gptoss_deploy.models.resolve import resolve_model
-    from gptoss_deploy.planning import host_mismatches, installed_versions, load_plan, replan, resolve_host, version_mismatch
+    from gptoss_deploy.planning import (
+        host_mismatches,
+        installed_versions,
+        load_plan,
+        replan,
+        resolve_host,
+        version_mismatch,
+    )
 
     assert inputs.plan_file is not None
     plan = load_plan(inputs.plan_file)

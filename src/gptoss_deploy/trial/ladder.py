@@ -182,7 +182,6 @@ class Ladder:
 
     def attempt(self, rung: Rung, key: str) -> Attempt:
         """One rung: prepare, start with a deadline, check, (bench), stop."""
-        from gptoss_deploy.serve.service import prepare
         from gptoss_deploy.serve.supervisor import SuperviseOptions, Supervisor, ready_timeout_for
 
         started = time.monotonic()
@@ -192,7 +191,7 @@ class Ladder:
         try:
             prepared = prepare_rung(self.base, self.inputs, rung)
             record["command"] = prepared.launch.describe()
-            log = self.log_dir / f"try-{settings.port}-{rung.name.replace(' ', '-').replace('.', '')}.log"
+            log = self.log_dir / f"try-{prepared.endpoint.port}-{rung.name.replace(' ', '-').replace('.', '')}.log"
             record["log"] = str(log)
             options = SuperviseOptions(ready_timeout_s=self.deadline_s or ready_timeout_for(prepared.model.checkpoint_bytes))
             supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log, options)
