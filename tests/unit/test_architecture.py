@@ -161,8 +161,9 @@ class FakeEngine(Engine):
         return {"ids": tokens}
 
     def monitoring(self, job: str) -> Monitoring:
-        return Monitoring(needs_key=False, panels=[Panel(title="Fake tokens/s", expr="rate(fake:tokens_out[1m])")],
-                          rules=[AlertRule(alert="FakeStuck", expr="fake:queue > 9", summary="stuck")])
+        return Monitoring(needs_key=False, panels=[Panel(title="Fake tokens/s", exprs=["rate(fake:tokens_out[1m])"])],
+                          rules=[AlertRule(alert="FakeStuck", expr="fake:queue > 9", summary="stuck")],
+                          exported=["fake:tokens_out_total", "fake:queue"])
 
     def plan_vs_actual(self, plan: Plan, facts: dict[str, str]) -> list[Comparison]:
         return [exact_row("context", str(plan.other_settings["ctx"]), facts.get("ctx"))]
@@ -210,6 +211,7 @@ def test_a_third_engine_is_served_rendered_parsed_and_probed(fake: FakeEngine, t
     from gptoss_deploy.serve.config import resolve_settings
     from gptoss_deploy.serve.logparse import parse_log
     from gptoss_deploy.serve.service import ServeInputs, prepare
+    from tests.lane_support import data_of
 
     settings = resolve_settings({}, {"ENGINE": "fake", "MODEL": "gpt-oss-20b", "MAX_MODEL_LEN": "2048",
                                      "API_KEY": "sk-fake-key-123"})
@@ -219,8 +221,9 @@ def test_a_third_engine_is_served_rendered_parsed_and_probed(fake: FakeEngine, t
     assert any("FakeServe not usable here" in n for n in prepared.notes)
 
     assert main(["render", "all", "--out", str(tmp_path), "--profile", "h100", "--model", "gpt-oss-20b",
-                 "--engine", "fake", "--max-model-len", "2048", "--no-validate", "--json"]) == 0
-    capsys.readouterr()
+                 "--engine", "fake", "--max-model-len", "2048", "--json"]) == 0
+    resolved = [v for v in data_of(capsys.readouterr().out, "render")["validation"] if v["tool"].startswith("resolved")]
+    assert len(resolved) >= 6 and all(v["status"] == "ok" for v in resolved)  # the runtimes start its command
     compose = (tmp_path / "docker-compose.yml").read_text()
     assert "example.org/fake:1" in compose and "--ctx" in compose and "FAKE_MODE" in compose
     assert "rate(fake:tokens_out[1m])" in (tmp_path / "monitoring" / "grafana" / "dashboards" / "gptoss.json").read_text()

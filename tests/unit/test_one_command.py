@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gptoss_deploy.cli.main import main
 from gptoss_deploy.planning import load_plan
+from gptoss_deploy.render import runtime
+from gptoss_deploy.render.deployment import Deployment
 from tests.lane_support import data_of
 
 GIB = 2**30
@@ -24,7 +25,7 @@ PROFILES = ["4xL40S", "h100", "h200", "a100-80gb", "8xh100", "dgx-spark", "strix
             "mi300x", "8xmi300x", "2xl40s", "rtx-pro-6000"]
 MODELS = ["gpt-oss-120b", "gpt-oss-20b", "gpt-oss-20b-gguf"]
 # render targets whose files run the engine directly (the rest run `gptoss serve --plan`, checked via the plan file)
-DIRECT = ("docker", "compose", "kubernetes", "quadlet", "runpod", "nixos")
+
 
 
 @st.composite
@@ -65,43 +66,6 @@ def contains(haystack: list[str], needle: list[str]) -> bool:
     return any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
 
 
-def _docker(folder: Path) -> tuple[list[str], dict[str, str]]:
-    text = (folder / "docker-run.sh").read_text()
-    words = shlex.split(text[text.index("args=(") + 6:text.index("\n)\n")])
-    env = dict(w.split("=", 1) for w, prev in zip(words[1:], words[:-1], strict=True) if prev == "--env" and "=" in w)
-    return words, env
-
-
-def _compose(folder: Path) -> tuple[list[str], dict[str, str]]:
-    service = next(iter(yaml.safe_load((folder / "docker-compose.yml").read_text())["services"].values()))
-    return [*service["entrypoint"], *service["command"]], dict(service["environment"])
-
-
-def _kubernetes(folder: Path) -> tuple[list[str], dict[str, str]]:
-    docs = list(yaml.safe_load_all((folder / "kubernetes.yaml").read_text()))
-    spec = next(d for d in docs if d["kind"] in ("Deployment", "LeaderWorkerSet"))
-    if spec["kind"] == "LeaderWorkerSet":
-        pod = spec["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
-        container = pod["containers"][0]
-        command = shlex.split(container["command"][2].split("&& exec ", 1)[1])
-    else:
-        container = spec["spec"]["template"]["spec"]["containers"][0]
-        command = container["command"]
-    return command, {e["name"]: e["value"] for e in container["env"] if "value" in e}
-
-
-def _quadlet(folder: Path) -> tuple[list[str], dict[str, str]]:
-    lines = (folder / "gptoss.container").read_text().splitlines()
-    value = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in lines if "=" in line and not line.startswith("#")}
-    env = dict(line.removeprefix("Environment=").split("=", 1) for line in lines if line.startswith("Environment="))
-    return [value["Entrypoint"], *shlex.split(value["Exec"])], env
-
-
-def _runpod(folder: Path) -> tuple[list[str], dict[str, str]]:
-    pod = json.loads((folder / "runpod.json").read_text())
-    return shlex.split(pod["dockerArgs"]), dict(pod["env"])
-
-
 def _nixos(folder: Path) -> tuple[list[str], dict[str, str]]:
     text = (folder / "gptoss.nix").read_text()
     block = text[text.index("escapeShellArgs ([") + 18:text.index("] ++ lib.optionals")]
@@ -111,8 +75,6 @@ def _nixos(folder: Path) -> tuple[list[str], dict[str, str]]:
     return words, env
 
 
-EXTRACT = {"docker": _docker, "compose": _compose, "kubernetes": _kubernetes, "quadlet": _quadlet, "runpod": _runpod,
-           "nixos": _nixos}
 
 
 def check_command(where: str, argv: list[str], env: dict[str, str], args: list[str], plan_env: dict[str, str]) -> None:
@@ -144,14 +106,25 @@ def test_every_path_runs_the_planned_command(request: dict[str, Any], capsys: py
         assert code == 0 and planned["engine_args"] == args and planned["plan_env"] == env
         check_command("try", planned["argv"], planned["env"], args, env)
     out = tmp_path_factory.mktemp("render")
-    code, rendered = run(capsys, "render", "all", "--out", str(out), "--no-validate", *flags(request))
+    code, rendered = run(capsys, "render", "all", "--out", str(out), *flags(request))
     assert code == 0, rendered
     assert rendered["deployment"]["engine_args"] == args
-    for target in DIRECT:
-        argv, artifact_env = EXTRACT[target](out)
-        check_command(target, argv, artifact_env, args, env)
-    saved = load_plan(out / "gptoss.plan.json")  # what the systemd unit and the image run
-    assert saved.engine_args == args and saved.env == env
+    # what each runtime really starts (render/runtime.py: entrypoint rules, interpolation, quadlet, RunPod, serve)
+    deployment = Deployment.model_validate(rendered["deployment"])
+    texts = {str(p.relative_to(out)): p.read_text() for p in out.rglob("*") if p.is_file()}
+    resolved = runtime.resolve_all(deployment, texts)
+    assert {r.target for r in resolved} == ({"kubernetes"} if plan["nodes"] > 1 else
+                                            {"docker", "compose", "kubernetes", "quadlet", "runpod", "systemd", "image"}
+                                            - ({"image"} if plan["engine"] == "llamacpp" else set()))
+    for r in resolved:
+        if not r.artifact.endswith("(worker)"):
+            engine_env = env if r.target in ("image", "systemd") else r.env  # serve sets the plan's env itself
+            check_command(r.artifact, r.engine_argv or r.argv, engine_env, args, env)
+    if plan["nodes"] == 1:
+        argv, artifact_env = _nixos(out)
+        check_command("nixos", argv, artifact_env, args, env)
+        saved = load_plan(out / "gptoss.plan.json")  # what the systemd unit runs
+        assert saved.engine_args == args and saved.env == env
     if plan["nodes"] > 1:
         check_command("ray-head.sh", shlex.split((out / "ray-head.sh").read_text().splitlines()[-1].split("&& exec ")[1]),
                       env, args, {})

@@ -53,20 +53,25 @@ def test_every_target_renders_validates_and_carries_the_plan(setup: str, tmp_pat
     code = main(["render", "all", "--out", str(out), *SETUPS[setup], "--api-key-file", secrets[0],
                  "--hf-token-file", secrets[1], "--public", "--json"])
     report = data_of(capsys.readouterr().out, "render")
-    assert code == 0, [v for v in report["validation"] if not v["ok"]]
+    assert code == 0, [v for v in report["validation"] if v["status"] == "failed"]
     tools = {v["tool"] for v in report["validation"]}
-    assert "systemd-analyze verify" in tools and "bash -n" in tools
+    resolved = [v for v in report["validation"] if v["tool"] == "resolved (runtime semantics)"]
+    assert resolved and all(v["status"] == "ok" for v in resolved)  # what each runtime starts is the plan
     assert any(t.startswith("kubernetes-validate (") for t in tools)  # the real schemas, not skipped
     args = plan["engine_args"]  # the planned flags; the model reference is mapped into the container
-    compose = yaml.safe_load((out / "docker-compose.yml").read_text())
-    service = compose["services"]["gptoss"]
-    assert contains(service["command"], args)
-    assert service["ports"] == ["0.0.0.0:8000:8000"] and set(service["secrets"]) == {"api_key", "hf_token"}
-    assert compose["secrets"]["api_key"] == {"file": secrets[0]}
-    assert int(service["healthcheck"]["start_period"].rstrip("s")) >= 600
+    if plan["nodes"] == 1:
+        assert "systemd-analyze verify" in tools and "bash -n" in tools
+        compose = yaml.safe_load((out / "docker-compose.yml").read_text())
+        service = compose["services"]["gptoss"]
+        assert contains(service["command"], args)
+        port = 8080 if plan["engine"] == "llamacpp" else 8000  # the image's own port (its HEALTHCHECK probes it)
+        assert service["ports"] == [f"0.0.0.0:8000:{port}"] and set(service["secrets"]) == {"api_key", "hf_token"}
+        assert compose["secrets"]["api_key"] == {"file": secrets[0]}
+        assert int(service["healthcheck"]["start_period"].rstrip("s")) >= 600
     docs = list(yaml.safe_load_all((out / "kubernetes.yaml").read_text()))
     if plan["nodes"] > 1:
-        lws, _service = docs
+        pvc, lws, _service = docs  # the shared weights' cache claim is in the manifest, ReadWriteMany
+        assert pvc["kind"] == "PersistentVolumeClaim" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
         assert lws["kind"] == "LeaderWorkerSet" and lws["spec"]["leaderWorkerTemplate"]["size"] == plan["nodes"]
         leader = lws["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]["containers"][0]
         assert leader["command"][:2] == ["sh", "-c"] and contains(shlex.split(leader["command"][2]), args)
@@ -74,7 +79,12 @@ def test_every_target_renders_validates_and_carries_the_plan(setup: str, tmp_pat
         worker = lws["spec"]["leaderWorkerTemplate"]["workerTemplate"]["spec"]["containers"][0]
         assert "$(LWS_LEADER_ADDRESS)" in worker["command"][2]
         assert contains(shlex.split((out / "ray-head.sh").read_text().splitlines()[-1]), args)
-        container = leader
+        written = {str(path.relative_to(out)) for path in out.rglob("*") if path.is_file()}
+        assert {"kubernetes.yaml", "ray-head.sh", "ray-worker.sh", "README.md"} <= written
+        assert not {"docker-run.sh", "docker-compose.yml", "gptoss.service"} & written  # one machine each
+        assert main(["render", "docker", "--out", str(tmp_path / "d"), *SETUPS[setup]]) == 2
+        assert "spans 2 nodes" in capsys.readouterr().err
+        return
     else:
         _pvc, deployment, _service = docs
         container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -85,7 +95,7 @@ def test_every_target_renders_validates_and_carries_the_plan(setup: str, tmp_pat
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # sized to the cold start
     if plan["engine"] == "vllm":
         dockerfile = (out / "Dockerfile").read_text()
-        assert f"FROM vllm/vllm-openai:v{plan['vllm']['version']}" in dockerfile
+        assert f"FROM vllm/vllm-openai{'-rocm' if 'mi300' in setup else ''}:v{plan['vllm']['version']}" in dockerfile
         assert 'ENTRYPOINT ["/usr/local/bin/gptoss-entrypoint"]' in dockerfile
         entrypoint = (out / "entrypoint.sh").read_text()
         assert 'exec gptoss serve "$@"' in entrypoint and "PasswordAuthentication no" in entrypoint
@@ -98,7 +108,7 @@ def test_every_target_renders_validates_and_carries_the_plan(setup: str, tmp_pat
     if shutil.which("nix-instantiate"):
         assert "nix-instantiate --parse" in tools and not any("skipped" in v["detail"] for v in report["validation"])
     runpod = json.loads((out / "runpod.json").read_text())
-    assert contains(shlex.split(runpod["dockerArgs"]), args) and runpod["ports"] == "8000/tcp"
+    assert contains(shlex.split(runpod["dockerArgs"]), args) and runpod["ports"] == f"{port}/tcp"
     script = (out / "docker-run.sh").read_text()
     assert all(shlex.quote(a) in script for a in args) and "--privileged" not in script
     unit = (out / "gptoss.service").read_text()
@@ -124,8 +134,9 @@ def test_vendor_specifics_amd_strix_halo(tmp_path: Path, capsys: pytest.CaptureF
     compose = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())["services"]["gptoss"]
     assert compose["devices"] == ["/dev/kfd", "/dev/dri"] and "deploy" not in compose
     assert compose["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
-    assert compose["healthcheck"]["test"][1:3] == ["sh", "-c"]  # llama.cpp's image has curl, not Python
-    assert compose["ports"] == ["127.0.0.1:8000:8000"]  # not public unless asked
+    # llama.cpp's image has curl, not Python; exec form on the port the server listens on in the image
+    assert compose["healthcheck"]["test"] == ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/health"]
+    assert compose["ports"] == ["127.0.0.1:8000:8080"]  # not public unless asked; the image's port inside
     unit = (tmp_path / "gptoss.service").read_text()
     assert "DeviceAllow=/dev/kfd rw" in unit and "--plan /etc/gptoss/gptoss.plan.json" in unit
     assert json.loads((tmp_path / "gptoss.plan.json").read_text())["engine"] == "llamacpp"
@@ -165,5 +176,17 @@ def test_validation_catches_broken_artifacts() -> None:
     bad_k8s = Artifact("kubernetes.yaml", yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment",
                                                           "metadata": {"name": "x"}, "spec": {"replicas": "one"}}))
     results = {(r.artifact, r.tool.split(" ")[0]): r for r in validate([bad_unit, bad_k8s])}
-    assert not results[("x.service", "systemd-analyze")].ok
-    assert not results[("kubernetes.yaml", "kubernetes-validate")].ok
+    assert results[("x.service", "systemd-analyze")].failed
+    assert results[("kubernetes.yaml", "kubernetes-validate")].failed
+
+
+def test_a_missing_validator_is_reported_as_skipped_never_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no systemd-analyze here
+    code = main(["render", "systemd", "--out", str(tmp_path / "o"), "--profile", "h100", "--json"])
+    data = data_of(capsys.readouterr().out, "render")
+    statuses = {v["tool"]: v["status"] for v in data["validation"]}
+    assert code == 0 and statuses["systemd-analyze"] == "skipped", statuses
+    assert statuses["resolved (runtime semantics)"] == "ok"
+    main(["render", "systemd", "--out", str(tmp_path / "p"), "--profile", "h100"])
+    assert "skipped: gptoss.service: systemd-analyze" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                                    {"proxy": args.proxy, "monitoring": args.monitoring,
                                     "gptoss_path": args.gptoss_path})
     paths = write(artifacts, Path(args.out), args.overwrite)
-    checks = [] if args.no_validate else validate(artifacts)
+    checks = [] if args.no_validate else validate(artifacts, deployment, plan)
     if args.json:
         emit_json("render", {"deployment": deployment.model_dump(), "written": [str(p) for p in paths],
                    "validation": [c.model_dump() for c in checks]})
@@ -75,8 +75,14 @@ def run(args: argparse.Namespace) -> int:
         for path in paths:
             print(path)
         for check in checks:
-            message(f"{'ok' if check.ok else 'FAIL'}: {check.artifact}: {check.tool}"
+            message(f"{check.status.upper() if check.failed else check.status}: {check.artifact}: {check.tool}"
                     + (f" ({check.detail})" if check.detail else ""))
         if deployment.image_note:
             message(f"note: {deployment.image_note}")
-    return 0 if all(c.ok for c in checks) else 1
+        for note in deployment.notes:
+            message(f"note: {note}")
+    failed = [c for c in checks if c.failed]
+    if failed and not args.json:
+        message(f"error: {len(failed)} check(s) failed: the files were written for inspection; do not deploy them "
+                "as they are (report the failure: it is a gptoss bug)")
+    return 1 if failed else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 
 from gptoss_deploy.cli.args import (
     add_engine_knobs,
@@ -70,9 +71,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.set_defaults(handler=run, extra_engine_args=[])
 
 
-def settings_from(args: argparse.Namespace, config_file: bool = True):
+def settings_from(args: argparse.Namespace, config_file: bool = True, environ: Mapping[str, str] | None = None):
     """Flags + environment (+ config file) -> ServeSettings; shared by `serve` and `try` (which has no --host,
-    --no-progress or --config: it binds the default host and shows no progress bar)."""
+    --no-progress or --config: it binds the default host and shows no progress bar), and by render's resolver
+    (with a container's environment instead of ours)."""
     import os
     from pathlib import Path
 
@@ -87,8 +89,9 @@ def settings_from(args: argparse.Namespace, config_file: bool = True):
         "show_loading_progress": False if getattr(args, "no_progress", True) else None,
         "api_key": read_key_file(args.api_key_file) if args.api_key_file else None,
     }
-    config = (getattr(args, "config", None) or os.environ.get("GPTOSS_CONFIG")) if config_file else None
-    return resolve_settings(flags, os.environ, Path(config) if config else None)
+    environ = os.environ if environ is None else environ
+    config = (getattr(args, "config", None) or environ.get("GPTOSS_CONFIG")) if config_file else None
+    return resolve_settings(flags, environ, Path(config) if config else None)
 
 
 def inputs_from(args: argparse.Namespace, require_engine: bool = True):

@@ -198,6 +198,7 @@ class GpuSpec(Strict):
     bandwidth_gbs: float | None = Field(None, gt=0)
     unified_memory: bool = False
     consumer: bool = False
+    host_arch: str | None = Field(None, description="the CPU architecture of hosts built around this GPU (GB10: aarch64)")
     source: str
 
 

@@ -202,12 +202,23 @@ def exact_row(quantity: str, planned: str, actual: str | None) -> Comparison:
 
 # -- deployment --------------------------------------------------------------------------------------------------
 class ContainerImage(BaseModel):
-    """An image we emit, with what its runtime starts (its real ENTRYPOINT/CMD, from the image's Dockerfile)."""
+    """An image we emit, as its own Dockerfile builds it: what its runtime starts (ENTRYPOINT + CMD), its user,
+    working folder and environment, its own HEALTHCHECK, and the platforms it is published for."""
 
     name: str
     entrypoint: list[str]
     cmd: list[str] = Field(default_factory=list)
     program: list[str] = Field(description="how our rendered command starts the engine inside it")
+    user: str = "root"
+    home: str = "/root"
+    workdir: str = "/"
+    port: int = Field(8000, description="the port the engine listens on inside the container (the image's own "
+                                        "HEALTHCHECK, if any, probes this one)")
+    env: dict[str, str] = Field(default_factory=dict)
+    healthcheck: list[str] | None = Field(None, description="the image's own HEALTHCHECK (exec form), inherited by "
+                                                            "runtimes unless the artifact sets one")
+    platforms: list[str] = Field(default_factory=lambda: ["linux/amd64"])
+    pinned: bool = Field(True, description="the tag names a release (not latest / a moving tag)")
     has_python: bool = Field(description="python3 in the image (health checks, `gptoss serve` images)")
     has_curl: bool = False
     source: str
@@ -215,10 +226,11 @@ class ContainerImage(BaseModel):
 
 
 class Panel(BaseModel):
-    """A dashboard panel: its title and the PromQL it shows."""
+    """A dashboard panel: its title and one PromQL query per series it names (title "a / b" -> two queries)."""
 
     title: str
-    expr: str
+    exprs: list[str] = Field(min_length=1)
+    legends: list[str] = Field(default_factory=list)
 
 
 class AlertRule(BaseModel):
@@ -239,6 +251,8 @@ class Monitoring(BaseModel):
     panels: list[Panel]
     rules: list[AlertRule]
     needs_key: bool = Field(description="/metrics requires the API key (the scrape sends it)")
+    exported: list[str] = Field(default_factory=list, description="metric families the engine's /metrics serves "
+                                                                  "(read off the real engine; checked by a test)")
 
 
 class RungSpec(BaseModel):
@@ -264,6 +278,8 @@ class Engine(ABC):
     fallback: ClassVar[str | None] = None  # set on a broad fallback engine: what its `try` rung guards against
     key_env: ClassVar[str | None] = None  # the key reaches the engine through this variable ...
     key_file_flag: ClassVar[str | None] = None  # ... or through a 0600 file named by this flag
+    key_variable: ClassVar[str | None] = None  # a variable the engine also reads the key from (env-only platforms)
+    key_caveat: ClassVar[str | None] = None  # what the engine's key does not guard (said wherever a key is deployed)
     secret_flags: ClassVar[tuple[str, ...]] = ()
     health_path: ClassVar[str] = "/health"
     models_path: ClassVar[str] = "/v1/models"

@@ -39,12 +39,25 @@ if TYPE_CHECKING:
 SHORT_FORMS = {"-fa": "--flash-attn", "-c": "--ctx-size", "-np": "--parallel", "-ngl": "--n-gpu-layers",
                "-m": "--model", "-hf": "--hf-repo", "-ot": "--override-tensor", "-a": "--alias",
                "-lv": "--log-verbosity"}
-# ghcr.io/ggml-org/llama.cpp server images: .devops/{cuda,rocm,vulkan,cpu}.Dockerfile (b11434), `server` target:
-# ENTRYPOINT [ "/app/llama-server" ], curl installed for the image's own HEALTHCHECK; no Python.
-IMAGES = {"nvidia": "ghcr.io/ggml-org/llama.cpp:server-cuda", "amd": "ghcr.io/ggml-org/llama.cpp:server-rocm",
-          "cpu": "ghcr.io/ggml-org/llama.cpp:server"}
-VULKAN_IMAGE = "ghcr.io/ggml-org/llama.cpp:server-vulkan"
-IMAGE_SOURCE = "ggml-org/llama.cpp .devops/*.Dockerfile (server target), docs/docker.md"
+# ghcr.io/ggml-org/llama.cpp server images, .devops/{cpu,cuda,rocm,vulkan}.Dockerfile (b11434), `server` target:
+# ENV LLAMA_ARG_HOST=0.0.0.0, WORKDIR /app, HEALTHCHECK CMD ["curl", "-f", "http://localhost:8080/health"] (port
+# 8080, llama-server's default: in these images the server listens on 8080 so that check holds), ENTRYPOINT
+# ["/app/llama-server"]; curl, no Python; root. The release pipeline tags every image with its build too
+# (`<tag>-b<N>`; .github/workflows/docker.yml build matrix and create_manifest_tags): artifacts pin that tag.
+IMAGES = {"nvidia": ("ghcr.io/ggml-org/llama.cpp:server-cuda", ["linux/amd64", "linux/arm64"]),
+          "amd": ("ghcr.io/ggml-org/llama.cpp:server-rocm", ["linux/amd64"]),
+          "cpu": ("ghcr.io/ggml-org/llama.cpp:server", ["linux/amd64", "linux/arm64"]),
+          "vulkan": ("ghcr.io/ggml-org/llama.cpp:server-vulkan", ["linux/amd64", "linux/arm64"])}
+IMAGE_SOURCE = ("ggml-org/llama.cpp .devops/*.Dockerfile (server target: ENTRYPOINT /app/llama-server, "
+                "LLAMA_ARG_HOST=0.0.0.0, HEALTHCHECK curl :8080/health) and .github/workflows/docker.yml, b11434")
+# The build whose flags the plan's argv was checked against (data/engines: llama.cpp surface); images are pinned to it.
+CHECKED_BUILD = "b11434"
+# Metric families llama-server b11434 serves with --metrics (read off the lane's server; tests/engine checks again).
+EXPORTED_METRICS = [
+    "llamacpp:prompt_tokens", "llamacpp:prompt_seconds", "llamacpp:tokens_predicted",
+    "llamacpp:tokens_predicted_seconds", "llamacpp:n_decode", "llamacpp:n_busy_slots_per_decode",
+    "llamacpp:prompt_tokens_seconds", "llamacpp:predicted_tokens_seconds", "llamacpp:requests_processing",
+    "llamacpp:requests_deferred", "llamacpp:n_tokens_max", "llamacpp:prompt_tokens_cached"]
 
 
 def settings_of(plan: Plan) -> LlamacppSettings:
@@ -88,6 +101,7 @@ class LlamacppEngine(Engine):
     lane_executable = "llama_server"
     fallback = "no vLLM path on this GPU/driver; slower but broad (GGUF, --n-cpu-moe offload computed by the planner)"
     key_file_flag = "--api-key-file"
+    key_variable = "LLAMA_API_KEY"  # common/arg.cpp: --api-key .set_env("LLAMA_API_KEY")
     secret_flags = ("--api-key", "--api-key-file")
     # llama-server leaves /health and /models open under --api-key (shared/reference/reliability.md §2).
     security_routes = (("GET", "/health"), ("GET", "/v1/models"), ("GET", "/props"), ("GET", "/slots"),
@@ -268,15 +282,19 @@ class LlamacppEngine(Engine):
         return {"tokens": tokens}
 
     def monitoring(self, job: str) -> Monitoring:
-        """Panels and alerts on llama-server's --metrics names (tools/server/server.cpp)."""
-        return Monitoring(needs_key=True, panels=[
-            Panel(title="Output tokens/s", expr="llamacpp:predicted_tokens_seconds"),
-            Panel(title="Prompt tokens/s", expr="llamacpp:prompt_tokens_seconds"),
-            Panel(title="Processing / deferred", expr="llamacpp:requests_processing"),
-            Panel(title="Deferred", expr="llamacpp:requests_deferred"),
-            Panel(title="KV cache usage", expr="llamacpp:kv_cache_usage_ratio")], rules=[
+        """Panels and alerts on llama-server's --metrics names (tools/server; read off b11434's /metrics). It
+        serves no KV-cache usage and no process start time: restarts show as counter resets."""
+        return Monitoring(needs_key=True, exported=EXPORTED_METRICS, panels=[
+            Panel(title="Output tokens/s", exprs=["rate(llamacpp:tokens_predicted_total[1m])"]),
+            Panel(title="Prompt tokens/s", exprs=["rate(llamacpp:prompt_tokens_total[1m])"]),
+            Panel(title="Processing / deferred requests", exprs=["llamacpp:requests_processing",
+                                                                 "llamacpp:requests_deferred"],
+                  legends=["processing", "deferred"]),
+            Panel(title="Busy slots per decode", exprs=["llamacpp:n_busy_slots_per_decode"])], rules=[
             AlertRule(alert="GptossQueueBuilding", expr="llamacpp:requests_deferred > 0",
-                      summary="requests wait for a free slot")])
+                      summary="requests wait for a free slot"),
+            AlertRule(alert="GptossRestarting", expr=f'resets(llamacpp:n_decode_total{{job="{job}"}}[30m]) > 2',
+                      for_="0m", summary="the engine restarted more than twice in 30 min (counters reset)")])
 
     # -- the log --------------------------------------------------------------------------------------------
     def plan_vs_actual(self, plan: Plan, facts: dict[str, str]) -> list[Comparison]:
@@ -295,13 +313,16 @@ class LlamacppEngine(Engine):
     def image(self, plan: Plan, host: Host) -> ContainerImage:
         """The ggml-org server image for the GPU vendor; Vulkan on Strix Halo."""
         gpu = host.gpu
-        vendor = gpu.vendor if gpu is not None else "cpu"
-        common: dict[str, Any] = {"entrypoint": ["/app/llama-server"], "program": ["/app/llama-server"],
-                                  "has_python": False, "has_curl": True, "source": IMAGE_SOURCE}
+        vendor: str = gpu.vendor if gpu is not None else "cpu"
+        note = None
         if gpu is not None and gpu.gfx_target == "gfx1151":
-            return ContainerImage(name=VULKAN_IMAGE, note="Strix Halo: the Vulkan build avoids ROCm gfx1151 issues "
-                                  "(gptoss-facts.md §5); use server-rocm for ROCm >= 7", **common)
-        return ContainerImage(name=IMAGES[vendor], **common)
+            vendor = "vulkan"
+            note = "Strix Halo: the Vulkan build avoids ROCm gfx1151 issues (gptoss-facts.md §5); server-rocm for ROCm >= 7"
+        name, platforms = IMAGES[vendor]
+        return ContainerImage(name=f"{name}-{CHECKED_BUILD}", entrypoint=["/app/llama-server"],
+                              program=["/app/llama-server"], workdir="/app", port=8080,
+                              env={"LLAMA_ARG_HOST": "0.0.0.0"}, healthcheck=["curl", "-f", "http://localhost:8080/health"],
+                              platforms=platforms, has_python=False, has_curl=True, source=IMAGE_SOURCE, note=note)
 
     def nix_package(self, host: Host) -> tuple[str, str]:
         """nixpkgs' llama-cpp built for the GPU (Vulkan on Strix Halo)."""

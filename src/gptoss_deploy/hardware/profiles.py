@@ -8,7 +8,7 @@ import re
 from gptoss_deploy import data
 from gptoss_deploy.data.schema import GpuSpec
 from gptoss_deploy.errors import InputError, UnknownProfileError
-from gptoss_deploy.hardware.types import GIB, MIB, Gpu, Host
+from gptoss_deploy.hardware.types import GIB, MIB, Cpu, Gpu, Host
 
 DEFAULT_RESERVED_GIB = 0.45  # NVML total minus what the CUDA runtime reports, when a profile gives no visible_gib
 _COUNT_PREFIX = re.compile(r"^(\d+)\s*[x×*]\s*(.+)$", re.IGNORECASE)
@@ -84,7 +84,8 @@ def compose_host(gpu_name: str, count: int, ram_gib: float | None = None) -> Hos
     ram = int(ram_gib * GIB) if ram_gib else None
     if gpu.unified_memory and ram is None:
         ram = gpu.memory_bytes
-    return Host(gpus=[gpu] * count, ram_bytes=ram, source=f"composed:{key}x{count}")
+    arch = _gpu_table()[key].host_arch or "x86_64"
+    return Host(gpus=[gpu] * count, ram_bytes=ram, cpu=Cpu(arch=arch), source=f"composed:{key}x{count}")
 
 
 def profile_host(name: str) -> Host:

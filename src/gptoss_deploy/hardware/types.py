@@ -38,6 +38,7 @@ class Cpu(BaseModel):
     """The host CPU."""
 
     model: str = "unknown"
+    arch: str = Field("x86_64", description="machine architecture as uname -m prints it (x86_64, aarch64)")
     cores: int | None = None
     avx512: bool = False
     amx: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import posixpath
+import re
 from pathlib import PurePosixPath
 
 from pydantic import BaseModel, Field
@@ -42,8 +43,8 @@ class Deployment(BaseModel):
     tool_version: str = __version__
     engine: str
     image: str
+    image_spec: ContainerImage = Field(description="the image as its own Dockerfile builds it (ENTRYPOINT, ...)")
     image_note: str | None = None
-    image_entrypoint: list[str] = Field(default_factory=list, description="the image's own ENTRYPOINT (overridden)")
     image_has_python: bool = False
     command: list[str]  # the full container command, exec form, from the engine's one builder
     program: list[str] = Field(default_factory=list, description="the engine program at the head of `command`")
@@ -51,12 +52,13 @@ class Deployment(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     served_name: str
     model_ref: str  # Hub id, or /models/<name> for a local model
-    local_model: str | None = None  # host path to mount read-only
+    mounts: dict[str, str] = Field(default_factory=dict, description="host path -> container path, read-only "
+                                                                     "(the model, the offline harmony vocab)")
     container_port: int = CONTAINER_PORT
     host_port: int
     bind: str  # 127.0.0.1 or 0.0.0.0
     vendor: str  # nvidia, amd, cpu
-    gpu_count: int
+    gpu_count: int = Field(description="GPUs the engine uses per node: what every manifest requests")
     gpu_devices: list[str] = Field(default_factory=list)  # /dev nodes for systemd DeviceAllow / docker --device
     shm_size_gib: int
     model_bytes: int
@@ -72,7 +74,14 @@ class Deployment(BaseModel):
     gpus_per_node: int = 0
     plan_file: str = Field(f"{PLAN_DIR}/plan.json", description="where `gptoss serve --plan` artifacts read the plan")
     nix_package: tuple[str, str] = ("pkgs.hello", "package")  # (Nix expression, what it is)
+    nix_program: list[str] = Field(default_factory=list, description="the engine program on a NixOS host")
     model_doc: str = "Hugging Face id or local path"
+    health: list[str] = Field(default_factory=list, description="the health check, exec form")
+    notes: list[str] = Field(default_factory=list, description="what the user must know before deploying")
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+VOCAB_IN_CONTAINER = "/opt/gptoss/vocab"
 
 
 def _model_ref(model: str) -> tuple[str, str | None]:
@@ -95,9 +104,25 @@ def _devices(host: Host) -> tuple[str, list[str]]:
 def engine_command(plan: Plan, image: ContainerImage, served_name: str, model_ref: str, key_file: str | None) -> list[str]:
     """The container's exec-form command: the engine's own builder, bound to the container's address and paths."""
     engine = registry.for_plan(plan)
-    binding = Binding(program=image.program, model=model_ref, host="0.0.0.0", port=CONTAINER_PORT,
+    binding = Binding(program=image.program, model=model_ref, host="0.0.0.0", port=image.port,
                       served_name=served_name, key_file=key_file if engine.key_file_flag else None)
     return engine.command(plan, binding)
+
+
+def _env_and_mounts(plan: Plan, model_ref: str, local: str | None,
+                    options: RenderOptions) -> tuple[dict[str, str], dict[str, str]]:
+    """The container environment and read-only mounts: the planned env, with host paths it names mounted."""
+    env = dict(plan.env)
+    mounts = {local: model_ref} if local else {}
+    vocab = env.get("TIKTOKEN_ENCODINGS_BASE")
+    if vocab:  # the offline harmony vocab is a folder on the host: mount it, point vLLM at the mount
+        mounts[vocab] = VOCAB_IN_CONTAINER
+        env["TIKTOKEN_ENCODINGS_BASE"] = VOCAB_IN_CONTAINER
+    if model_ref.startswith("hf:"):
+        env["LLAMA_CACHE"] = f"{HF_CACHE}/llama.cpp"  # -hf downloads land in the same cache volume
+    if options.hf_token_file:
+        env["HF_TOKEN_PATH"] = f"{SECRETS_DIR}/hf_token"  # huggingface_hub reads the token from this file
+    return env, mounts
 
 
 def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
@@ -110,29 +135,32 @@ def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
                                                                     "host; it is referenced, never read or copied)")
     engine = registry.for_plan(plan)
     served = options.served_name or plan.model.split("/")[-1].removesuffix(".gguf")
+    if not SAFE_NAME.match(served):
+        raise InputError(f"served model name {served!r} has characters the artifacts cannot carry safely",
+                         hint="use letters, digits and . _ : / - (--served-model-name)")
     model_ref, local = _model_ref(engine.model_reference(plan))
     vendor, devices = _devices(host)
     image = engine.image(plan, host)
+    if options.image:
+        image = image.model_copy(update={"name": options.image, "note": None})
     key_path = f"{SECRETS_DIR}/api_key" if options.api_key_file else None
-    env = dict(plan.env)
-    if model_ref.startswith("hf:"):
-        env["LLAMA_CACHE"] = f"{HF_CACHE}/llama.cpp"  # -hf downloads land in the same cache volume
-    if options.hf_token_file:
-        env["HF_TOKEN_PATH"] = f"{SECRETS_DIR}/hf_token"  # huggingface_hub reads the token from this file
+    env, mounts = _env_and_mounts(plan, model_ref, local, options)
     amd_env = {}
     if host.gpu is not None and host.gpu.gfx_target == "gfx1151":
         # ROCm settings for gfx1151 from the seed 002 NixOS setup (as quoted in issue #7)
         amd_env = {"HSA_OVERRIDE_GFX_VERSION": "11.5.1", "HSA_ENABLE_SDMA": "0"}
-    model_bytes = engine.weights_bytes(plan)
     used = engine.gpus_used(plan, host)
-    return Deployment(
+    if vendor == "amd" and 0 < used < len(host.gpus):  # the device nodes expose every GPU: restrict what HIP sees
+        amd_env["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(used))
+    model_bytes = engine.weights_bytes(plan)
+    deployment = Deployment(
         name=options.name, plan_summary=f"{plan.model} on {plan.host}: {engine.describe(plan)} ({plan.verdict})",
-        engine=engine.name, image=options.image or image.name, image_note=None if options.image else image.note,
-        image_entrypoint=list(image.entrypoint), image_has_python=image.has_python,
+        engine=engine.name, image=image.name, image_spec=image, image_note=image.note,
+        image_has_python=image.has_python,
         command=engine_command(plan, image, served, model_ref, key_path), program=list(image.program),
-        key_env=engine.key_env, env=env,
-        served_name=served, model_ref=model_ref, local_model=local, host_port=options.port,
-        bind="0.0.0.0" if options.public else "127.0.0.1", vendor=vendor,
+        key_env=engine.key_env, env=env, served_name=served, model_ref=model_ref, mounts=mounts,
+        container_port=image.port,
+        host_port=options.port, bind="0.0.0.0" if options.public else "127.0.0.1", vendor=vendor,
         gpu_count=used, gpu_devices=devices, shm_size_gib=16 if used > 1 else 8, model_bytes=model_bytes,
         cache_size_gib=max(20, math.ceil(model_bytes * 1.5 / 2**30)),
         cold_start_s=int(600 + 30 * model_bytes / 2**30), api_key=bool(options.api_key_file),
@@ -140,27 +168,31 @@ def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
         gfx_target=host.gpu.gfx_target if host.gpu else None,
         ram_gib=host.ram_bytes / 2**30 if host.ram_bytes else None, engine_args=list(plan.engine_args),
         nodes=plan.nodes, gpus_per_node=len(host.gpus), plan_file=f"{PLAN_DIR}/{options.name}.plan.json",
-        nix_package=engine.nix_package(host),
+        nix_package=engine.nix_package(host), nix_program=engine.default_program("python3"),
         model_doc=("GGUF: a Hugging Face repo (hf:<repo>) or a .gguf path" if model_ref.startswith("hf:")
                    or model_ref.endswith(".gguf") else "Hugging Face id or local path"))
+    notes = [engine.key_caveat] if options.api_key_file and engine.key_caveat else []
+    return deployment.model_copy(update={"health": health_command(deployment), "notes": notes})
 
 
-def health_script(d: Deployment, base_url: str = f"http://127.0.0.1:{CONTAINER_PORT}") -> str:
-    """A Python one-liner for health checks: /health 200 and /v1/models lists the model (with the key file)."""
-    key = f"{SECRETS_DIR}/api_key" if d.api_key else ""
-    return ("import json,os,sys,urllib.request as u\n"
-            f"b=os.environ.get('HEALTH_URL','{base_url}');k='{key}'\n"
-            "h={'Authorization':'Bearer '+open(k).read().strip()} if k and os.path.exists(k) else {}\n"
-            "u.urlopen(b+'/health',timeout=5)\n"
-            "m=json.load(u.urlopen(u.Request(b+'/v1/models',headers=h),timeout=5))\n"
-            f"sys.exit(0 if any(x.get('id')=='{d.served_name}' for x in m.get('data',[])) else 1)\n")
+def health_script(d: Deployment, port: int) -> str:
+    """A one-line Python health check: /health answers and /v1/models lists the served model, with the key from
+    API_KEY, the engine's key variable, or /run/secrets/api_key. One line, single-quoted strings only, no $ % or
+    backslash: it survives sh -c, docker's CMD-SHELL, compose, systemd and quadlet unchanged."""
+    variables = [v for v in ("API_KEY", d.key_env) if v]
+    key_lookup = "".join(f"os.environ.get('{v}') or " for v in variables)
+    return (f"import json,os,urllib.request as u;b='http://127.0.0.1:{port}';f='{SECRETS_DIR}/api_key';"
+            f"k=({key_lookup}(open(f).read() if os.path.exists(f) else '')).strip();"
+            "h={'Authorization':'Bearer '+k} if k else {};u.urlopen(b+'/health',timeout=5);"
+            "m=json.load(u.urlopen(u.Request(b+'/v1/models',headers=h),timeout=5));"
+            f"exit(0 if any(x.get('id')=='{d.served_name}' for x in m.get('data',[])) else 1)")
 
 
-def health_command(d: Deployment, base_url: str = f"http://127.0.0.1:{CONTAINER_PORT}") -> list[str]:
-    """Exec-form health check: python3 where the image has it (vLLM's); curl otherwise (llama.cpp's images)."""
+def health_command(d: Deployment, port: int | None = None) -> list[str]:
+    """Exec-form health check on the container's port: the Python check where the image has python3 (vLLM's); else
+    curl on /health, which llama-server answers 200 only once the model is loaded (503 before) and serves without
+    the key."""
+    port = port or d.container_port
     if d.image_has_python:
-        return ["python3", "-c", health_script(d, base_url)]
-    auth = f' -H "Authorization: Bearer $(cat {SECRETS_DIR}/api_key)"' if d.api_key else ""
-    url = "${HEALTH_URL:-" + base_url + "}"
-    return ["sh", "-c", f'curl -fsS "{url}/health" >/dev/null && curl -fsS{auth} "{url}/v1/models" '
-                        f"| grep -q '\"id\": *\"{d.served_name}\"'"]
+        return ["python3", "-c", health_script(d, port)]
+    return ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{port}/health"]

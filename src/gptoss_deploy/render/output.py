@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel
@@ -20,15 +20,29 @@ from gptoss_deploy.render.deployment import Deployment, RenderOptions, build
 from gptoss_deploy.render.targets import TARGETS, Artifact, header
 
 ALL = tuple(TARGETS)
+MULTI_NODE = ("kubernetes", "monitoring")  # what runs a plan across nodes (vLLM on Ray); the rest start one machine
 
 
 class Validation(BaseModel):
-    """One artifact's check."""
+    """One artifact's check: passed, failed, or not run (the tool is missing here): never "ok" when skipped."""
 
     artifact: str
     tool: str
-    ok: bool
+    status: Literal["ok", "failed", "skipped"]
     detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """The check ran and found a problem."""
+        return self.status == "failed"
+
+
+def _result(artifact: str, tool: str, ok: bool, detail: str = "") -> Validation:
+    return Validation(artifact=artifact, tool=tool, status="ok" if ok else "failed", detail=detail)
+
+
+def _skipped(artifact: str, tool: str, why: str) -> Validation:
+    return Validation(artifact=artifact, tool=tool, status="skipped", detail=why)
 
 
 def render(targets: list[str], plan: Plan, host: Host, options: RenderOptions,
@@ -38,9 +52,15 @@ def render(targets: list[str], plan: Plan, host: Host, options: RenderOptions,
     if unknown:
         raise InputError(f"unknown render target {unknown[0]!r}", hint=f"targets: {', '.join(ALL)}, all")
     d = build(plan, host, options)
+    if d.nodes > 1:
+        single = [t for t in targets if t not in MULTI_NODE and t != "all"]
+        if single:
+            raise InputError(f"the plan spans {d.nodes} nodes; the {single[0]} target starts one machine",
+                             hint="render kubernetes (a LeaderWorkerSet, plus ray-head.sh / ray-worker.sh for bare "
+                                  "hosts) or monitoring; or plan for one node")
     context = (extra or {}) | {"api_key_file": options.api_key_file, "hf_token_file": options.hf_token_file,
                                "gpu_key": host.gpu.key if host.gpu else None}
-    names = list(ALL) if "all" in targets else targets
+    names = (list(ALL) if d.nodes == 1 else list(MULTI_NODE)) if "all" in targets else targets
     artifacts: list[Artifact] = []
     for name in names:
         if name == "monitoring" and "compose" in names and context.get("monitoring"):
@@ -59,17 +79,19 @@ def index_readme(d: Deployment, names: list[str]) -> Artifact:
     lines = [header(d, ">"), "", f"# Deploying {d.served_name}", "",
              f"Image: `{d.image}`" + (f" ({d.image_note})" if d.image_note else ""), "",
              f"Engine command (exec form): `{' '.join(d.command)}`", ""]
+    lines += [f"**Note:** {note}" for note in d.notes] + ([""] if d.notes else [])
     how = {"docker": "`./docker-run.sh` starts the container (set API_KEY_FILE / HF_TOKEN_FILE to the files).",
            "compose": "`docker compose up -d`; the healthcheck asks /health and that /v1/models lists the model.",
-           "image": "`pip wheel --no-deps -w dist/ <gpt-oss-deploy checkout>` then `docker build -t gptoss .`: an image "
-                    "whose entrypoint is `gptoss serve` (detects the GPU at start; env contract MODEL, MAX_MODEL_LEN, ...;"
-                    " sshd only with PUBLIC_KEY/SSH_PUBLIC_KEY, password only with SSH_PASSWORD). vLLM plans only.",
+           "image": "`pip wheel -w dist/ <gpt-oss-deploy checkout>` then `docker build -t gptoss .`: an image whose "
+                    f"entrypoint is `gptoss serve --plan` on `{d.name}.image.plan.json` (the plan, with the container's "
+                    "paths); sshd only with PUBLIC_KEY/SSH_PUBLIC_KEY, password only with SSH_PASSWORD. vLLM plans only.",
            "quadlet": f"podman: copy `{d.name}.container` to /etc/containers/systemd/, `systemctl daemon-reload`, "
                       f"`systemctl start {d.name}`.",
            "nixos": "`imports = [ ./gptoss.nix ];` and `services.gptoss.enable = true;` (kernel parameters and udev "
                     "rules for AMD are in the module, commented where they are recommendations).",
-           "systemd": f"copy `{d.name}.service` to /etc/systemd/system, create user `gptoss`, `systemctl enable --now "
-                      f"{d.name}`; `gptoss serve` signals READY and feeds the watchdog.",
+           "systemd": f"copy `{d.name}.service` to /etc/systemd/system and `{d.name}.plan.json` to {d.plan_file}, "
+                      f"`systemctl enable --now {d.name}` (no user to create: DynamicUser); `gptoss serve` signals "
+                      "READY and feeds the watchdog.",
            "kubernetes": "create the Secrets named in `kubernetes.yaml`, then `kubectl apply -f kubernetes.yaml`.",
            "runpod": "see `runpod-README.md`: create the pod from `runpod.json` with a TCP port.",
            "monitoring": "point Prometheus at `monitoring/prometheus.yml` (alerts in `alerts.yml`); Grafana provisioning "
@@ -98,8 +120,25 @@ def write(artifacts: list[Artifact], out_dir: Path, force: bool) -> list[Path]:
     return written
 
 
-def validate(artifacts: list[Artifact]) -> list[Validation]:
-    """Check each artifact with the best tool available here."""
+def validate(artifacts: list[Artifact], deployment: Deployment | None = None, plan: Plan | None = None) -> list[Validation]:
+    """Check each artifact with the best tool available here, then (given the deployment and plan) resolve what
+    each artifact makes its runtime start and check that against the plan (render/runtime.py)."""
+    results = _tools(artifacts)
+    if deployment is not None and plan is not None:
+        results += resolved_checks(artifacts, deployment, plan)
+    return results
+
+
+def resolved_checks(artifacts: list[Artifact], deployment: Deployment, plan: Plan) -> list[Validation]:
+    """The runtime-semantics checks: one result per artifact that starts something (and monitoring)."""
+    from gptoss_deploy.render import runtime
+
+    texts = {a.name: a.text for a in artifacts}
+    return [_result(name, "resolved (runtime semantics)", not problems, "; ".join(problems))
+            for name, problems in runtime.check(deployment, plan, texts)]
+
+
+def _tools(artifacts: list[Artifact]) -> list[Validation]:
     results = []
     for artifact in artifacts:
         name = artifact.name
@@ -126,8 +165,8 @@ def _parse(name: str, tool: str, text: str, parse: Any) -> Validation:
     try:
         parse(text)
     except Exception as exc:
-        return Validation(artifact=name, tool=tool, ok=False, detail=str(exc)[:300])
-    return Validation(artifact=name, tool=tool, ok=True)
+        return _result(name, tool, False, str(exc)[:300])
+    return _result(name, tool, True)
 
 
 def _run(name: str, argv: list[str], text: str, tool: str) -> Validation:
@@ -135,12 +174,12 @@ def _run(name: str, argv: list[str], text: str, tool: str) -> Validation:
         handle.write(text)
         handle.flush()
         out = subprocess.run([*argv, handle.name], capture_output=True, text=True, timeout=60)
-    return Validation(artifact=name, tool=tool, ok=out.returncode == 0, detail=(out.stderr or out.stdout).strip()[:500])
+    return _result(name, tool, out.returncode == 0, (out.stderr or out.stdout).strip()[:500])
 
 
 def _systemd_verify(artifact: Artifact) -> Validation:
     if shutil.which("systemd-analyze") is None:
-        return Validation(artifact=artifact.name, tool="systemd-analyze", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
+        return _skipped(artifact.name, "systemd-analyze", "not installed (pip install 'gpt-oss-deploy[render]')")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / artifact.name
         path.write_text(artifact.text)
@@ -149,7 +188,7 @@ def _systemd_verify(artifact: Artifact) -> Validation:
     # verify also complains about the host (a missing ExecStart binary, unknown users): keep only the unit's own lines
     problems = [line for line in (out.stderr + out.stdout).splitlines()
                 if artifact.name in line and "is not executable" not in line and "No such file" not in line]
-    return Validation(artifact=artifact.name, tool="systemd-analyze verify", ok=not problems, detail="\n".join(problems))
+    return _result(artifact.name, "systemd-analyze verify", not problems, "\n".join(problems))
 
 
 def _with_pod_templates(docs: list[dict[str, Any]], problems: list[str]) -> list[dict[str, Any]]:
@@ -176,7 +215,7 @@ def _kubernetes(artifact: Artifact) -> Validation:
     try:
         import kubernetes_validate
     except ImportError:
-        return Validation(artifact=artifact.name, tool="kubernetes-validate", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
+        return _skipped(artifact.name, "kubernetes-validate", "not installed (pip install 'gpt-oss-deploy[render]')")
     problems: list[str] = []
     for doc in _with_pod_templates(list(yaml.safe_load_all(artifact.text)), problems):
         try:
@@ -185,7 +224,7 @@ def _kubernetes(artifact: Artifact) -> Validation:
             problems.append(f"{doc.get('kind')}: {exc.message} at {'/'.join(map(str, exc.path))}")
         except Exception as exc:
             problems.append(f"{doc.get('kind')}: {exc}")
-    return Validation(artifact=artifact.name, tool="kubernetes-validate (k8s 1.32 schemas, strict)", ok=not problems,
+    return _result(artifact.name, "kubernetes-validate (k8s 1.32 schemas, strict)", not problems,
                       detail="; ".join(problems)[:800])
 
 
@@ -194,7 +233,7 @@ def _dockerfile(artifact: Artifact) -> Validation:
     try:
         from dockerfile_parse import DockerfileParser
     except ImportError:
-        return Validation(artifact=artifact.name, tool="dockerfile-parse", ok=True, detail="not installed: skipped (pip install 'gpt-oss-deploy[render]')")
+        return _skipped(artifact.name, "dockerfile-parse", "not installed (pip install 'gpt-oss-deploy[render]')")
     with tempfile.TemporaryDirectory() as tmp:
         parser = DockerfileParser(path=tmp)
         parser.content = artifact.text
@@ -210,7 +249,7 @@ def _dockerfile(artifact: Artifact) -> Validation:
         secret_env = [k for k in parser.envs if any(w in k.upper() for w in ("KEY", "TOKEN", "PASSWORD"))]
         if secret_env:
             problems.append(f"secret-looking ENV: {secret_env}")
-    return Validation(artifact=artifact.name, tool="dockerfile-parse", ok=not problems, detail="; ".join(problems))
+    return _result(artifact.name, "dockerfile-parse", not problems, "; ".join(problems))
 
 
 def _quadlet(artifact: Artifact) -> Validation:
@@ -222,20 +261,19 @@ def _quadlet(artifact: Artifact) -> Validation:
     try:
         parser.read_string("\n".join(line for line in artifact.text.splitlines() if not line.startswith("#")))
     except configparser.Error as exc:
-        return Validation(artifact=artifact.name, tool="ini parse", ok=False, detail=str(exc)[:300])
+        return _result(artifact.name, "ini parse", False, str(exc)[:300])
     missing = [key for key in ("Image", "Exec", "PublishPort") if not parser.has_option("Container", key)]
-    return Validation(artifact=artifact.name, tool="ini parse + quadlet keys", ok=not missing,
+    return _result(artifact.name, "ini parse + quadlet keys", not missing,
                       detail=f"missing {missing}" if missing else "")
 
 
 def _nix(artifact: Artifact) -> Validation:
     """`nix-instantiate --parse` where Nix is installed (Debian: nix-bin)."""
     if shutil.which("nix-instantiate") is None:
-        return Validation(artifact=artifact.name, tool="nix-instantiate --parse", ok=True,
-                          detail="not installed: skipped (apt-get install nix-bin)")
+        return _skipped(artifact.name, "nix-instantiate --parse", "not installed (apt-get install nix-bin)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / artifact.name
         path.write_text(artifact.text)
         out = subprocess.run(["nix-instantiate", "--parse", str(path)], capture_output=True, text=True, timeout=60)
-    return Validation(artifact=artifact.name, tool="nix-instantiate --parse", ok=out.returncode == 0,
+    return _result(artifact.name, "nix-instantiate --parse", out.returncode == 0,
                       detail=out.stderr.strip()[:500])

@@ -15,10 +15,7 @@ import yaml
 from gptoss_deploy.engines import Binding, registry
 from gptoss_deploy.hardware.amd import GTT_OS_RESERVE_GIB, recommended_gtt
 from gptoss_deploy.plan.types import Plan
-from gptoss_deploy.render.deployment import HF_CACHE, SECRETS_DIR, Deployment, health_command
-
-SYSTEMD_USER = "gptoss"
-STATE_DIR = "/var/lib/gptoss"
+from gptoss_deploy.render.deployment import HF_CACHE, SECRETS_DIR, VOCAB_IN_CONTAINER, Deployment, engine_command
 
 
 @dataclass
@@ -51,22 +48,33 @@ def _jinja(name: str, **context: Any) -> str:
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
     env.filters["shell"] = shlex.quote
     env.filters["nix"] = nix_string
+    env.filters["unit_env"] = unit_env
     return env.get_template(name).render(**context)
+
+
+def unit_env(key: str, value: str) -> str:
+    """One systemd/quadlet Environment= assignment, quoted (a value with spaces stays one variable)."""
+    text = f"{key}={value}"
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"' if any(c in text for c in ' "\\\'') else text
 
 
 # -- docker -------------------------------------------------------------------------------------------------
 def docker(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
-    """A `docker run` script (no secret inside: key and token files are mounted, vLLM's key passed by name)."""
+    """A `docker run` script (no secret inside: key and token files are mounted, vLLM's key passed by name); its own
+    health check (the image's own, if any, probes another port)."""
     text = _jinja("docker-run.sh.jinja", d=d, header=header(d), env=d.env | d.amd_env, hf_cache=HF_CACHE,
                   secrets=SECRETS_DIR, api_key_file=options.get("api_key_file") or "",
-                  hf_token_file=options.get("hf_token_file") or "")
+                  hf_token_file=options.get("hf_token_file") or "", health=shlex.join(d.health))
     return [Artifact("docker-run.sh", text, executable=True)]
 
 
 # -- compose ------------------------------------------------------------------------------------------------
-def _key_env_entrypoint(variable: str) -> list[str]:
-    # The engine has no key-file flag: read the compose secret into its variable, then exec the command (argv intact).
-    return ["/bin/sh", "-c", f'{variable}="$$(cat {SECRETS_DIR}/api_key)" exec "$$@"', "engine"]
+def _key_env_entrypoint(variable: str, dollar: str = "$$") -> list[str]:
+    """The engine has no key-file flag: read the mounted secret into its variable, then exec the command (argv
+    intact). `$(cat ...)` drops the file's trailing newline, which a key passed as a variable would keep (and the
+    engine would then compare against). Compose needs `$$` for `$`; Kubernetes leaves `$(cat ...)` and `$@` as
+    they are (only `$(NAME)` of a defined variable is expanded), so it gets `$`."""
+    return ["/bin/sh", "-c", f'{variable}="{dollar}(cat {SECRETS_DIR}/api_key)" exec "{dollar}@"', "engine"]
 
 
 def compose_service(d: Deployment) -> dict[str, Any]:
@@ -80,23 +88,20 @@ def compose_service(d: Deployment) -> dict[str, Any]:
         service["command"] = d.command[1:]
     service["ports"] = [f"{d.bind}:{d.host_port}:{d.container_port}"]
     service["environment"] = d.env | d.amd_env
-    volumes = [f"hf-cache:{HF_CACHE}"]
-    if d.local_model:
-        volumes.append(f"{d.local_model}:{d.model_ref}:ro")
-    service["volumes"] = volumes
+    service["volumes"] = [f"hf-cache:{HF_CACHE}"] + [f"{host}:{inside}:ro" for host, inside in d.mounts.items()]
     secrets = [name for name, on in (("api_key", d.api_key), ("hf_token", d.hf_token)) if on]
     if secrets:
         service["secrets"] = secrets
     service["shm_size"] = f"{d.shm_size_gib}gb"
     service["security_opt"] = ["no-new-privileges:true"]
     service["stop_grace_period"] = "60s"
-    if d.vendor == "nvidia":
+    if d.vendor == "nvidia" and d.gpu_count:
         service["deploy"] = {"resources": {"reservations": {"devices": [
-            {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
+            {"driver": "nvidia", "count": d.gpu_count, "capabilities": ["gpu"]}]}}}
     elif d.vendor == "amd":
         service["devices"] = ["/dev/kfd", "/dev/dri"]
         service["group_add"] = ["video", "render"]
-    service["healthcheck"] = {"test": ["CMD", *health_command(d)], "interval": "30s", "timeout": "10s",
+    service["healthcheck"] = {"test": ["CMD", *d.health], "interval": "30s", "timeout": "10s",
                               "retries": 3, "start_period": f"{d.cold_start_s}s"}
     return service
 
@@ -127,17 +132,37 @@ def compose(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact
                                          "ports": ["127.0.0.1:9090:9090"],
                                          "volumes": ["./monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
                                                      "./monitoring/alerts.yml:/etc/prometheus/alerts.yml:ro"]}
+        if d.api_key and registry.get(d.engine).monitoring(d.name).needs_key:
+            doc["services"]["prometheus"]["secrets"] = ["api_key"]  # the scrape reads /run/secrets/api_key
         doc["services"]["grafana"] = {"image": "grafana/grafana:11.4.0", "restart": "unless-stopped",
                                       "ports": ["127.0.0.1:3000:3000"],
                                       "volumes": ["./monitoring/grafana:/etc/grafana/provisioning:ro"]}
-        artifacts += monitoring(d, plan, options | {"scrape_target": f"{d.name}:{d.container_port}"})
+        artifacts += monitoring(d, plan, options | {"scrape_target": f"{d.name}:{d.container_port}",
+                                                    "credentials_file": f"{SECRETS_DIR}/api_key"})
     return [Artifact("docker-compose.yml", _yaml(d, doc)), *artifacts]
 
 
 # -- systemd ------------------------------------------------------------------------------------------------
-def plan_artifact(d: Deployment, plan: Plan) -> Artifact:
+def plan_artifact(d: Deployment, plan: Plan, name: str | None = None) -> Artifact:
     """The plan file that `gptoss serve --plan` artifacts run (settings only; the command is rebuilt from them)."""
-    return Artifact(f"{d.name}.plan.json", json.dumps(plan.file_data(), indent=2) + "\n")
+    return Artifact(name or f"{d.name}.plan.json", json.dumps(plan.file_data(), indent=2) + "\n")
+
+
+def image_plan_name(d: Deployment) -> str:
+    """The image's plan file: its paths are the container's, so it is not the host's (systemd's) plan file."""
+    return f"{d.name}.image.plan.json"
+
+
+def plan_in_container(d: Deployment, plan: Plan) -> Plan:
+    """The plan as the container sees it: the local model and the vocab folder at their mount points."""
+    update: dict[str, Any] = {}
+    if plan.model in d.mounts:
+        update["model"] = d.mounts[plan.model]
+    if plan.vllm is not None and plan.vllm.vocab_dir:
+        update["vllm"] = plan.vllm.model_copy(update={"vocab_dir": VOCAB_IN_CONTAINER})
+    if plan.request is not None and plan.request.vocab_dir:
+        update["request"] = plan.request.model_copy(update={"vocab_dir": VOCAB_IN_CONTAINER})
+    return plan.model_copy(update=update)
 
 
 def serve_args(d: Deployment) -> list[str]:
@@ -145,15 +170,24 @@ def serve_args(d: Deployment) -> list[str]:
     return ["--plan", d.plan_file, "--served-model-name", d.served_name, "--host", d.bind, "--port", str(d.host_port)]
 
 
+def systemd_paths(d: Deployment) -> dict[str, str]:
+    """Where the unit's process writes: its state folder (HOME: gptoss's cache, logs, vLLM's compile caches) and
+    its cache folder (the Hugging Face cache), both made by systemd for the unit's dynamic user."""
+    state, cache = f"/var/lib/{d.name}", f"/var/cache/{d.name}"
+    return {"state": state, "cache": cache, "home": state, "hf_home": f"{cache}/huggingface",
+            "xdg_cache": f"{state}/cache", "log": f"{state}/serve.log"}
+
+
 def systemd(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     """A hardened Type=notify unit running `gptoss serve --plan` with the watchdog, and the plan file it runs."""
     gptoss = options.get("gptoss_path", "/usr/local/bin/gptoss")
-    flags = serve_args(d) + ["--watchdog", "--no-progress", "--log-file", f"{STATE_DIR}/serve.log"]
+    paths = systemd_paths(d)
+    flags = serve_args(d) + ["--watchdog", "--no-progress", "--log-file", paths["log"]]
     if d.api_key:
         flags += ["--api-key-file", "%d/api_key"]
     exec_start = " ".join([gptoss, "serve", *(_systemd_quote(f) for f in flags)])
-    text = _jinja("systemd.service.jinja", d=d, header=header(d), exec_start=exec_start, user=SYSTEMD_USER,
-                  state_dir=STATE_DIR, env=d.amd_env, api_key_file=options.get("api_key_file") or "",
+    text = _jinja("systemd.service.jinja", d=d, header=header(d), exec_start=exec_start, paths=paths,
+                  env=d.amd_env, api_key_file=options.get("api_key_file") or "",
                   hf_token_file=options.get("hf_token_file") or "")
     return [Artifact(f"{d.name}.service", text), plan_artifact(d, plan)]
 
@@ -164,25 +198,25 @@ def _systemd_quote(arg: str) -> str:
 
 def quadlet(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     """The podman quadlet variant of the unit (CDI GPU, podman secrets, Notify=healthy)."""
-    exec_args = " ".join(_systemd_quote(a) for a in d.command[1:])
-    health = " ".join(_systemd_quote(a) for a in health_command(d))
+    # Exec= is appended to the image's ENTRYPOINT (quadlet's Entrypoint= key is newer than the podman releases with
+    # quadlet, so the image's own is used)
+    exec_args = " ".join(_systemd_quote(a) for a in args_after_entrypoint(d.command, d.image_spec.entrypoint))
+    # quadlet hands HealthCmd to `podman run --health-cmd` as it is: a JSON array is run as exec form (no shell)
     text = _jinja("quadlet.container.jinja", d=d, header=header(d), exec_args=exec_args, hf_cache=HF_CACHE,
-                  secrets=SECRETS_DIR, env=d.env | d.amd_env, health=health)
+                  secrets=SECRETS_DIR, env=d.env | d.amd_env, health=json.dumps(d.health))
     return [Artifact(f"{d.name}.container", text)]
 
 
 # -- image --------------------------------------------------------------------------------------------------
 def image(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     """Dockerfile on the engine's base image with `gptoss serve` as the entrypoint (+ optional sshd)."""
-    from gptoss_deploy.render.deployment import health_script
-
     if not d.image_has_python:
         return []  # an engine image without Python cannot run `gptoss serve`: use the docker/compose targets
     dockerfile = _jinja("Dockerfile.jinja", d=d, header=header(d), hf_cache=HF_CACHE, env=d.amd_env,
-                        health=health_script(d), plan_name=f"{d.name}.plan.json")
+                        health=json.dumps(d.health), plan_name=image_plan_name(d))
     entrypoint = _jinja("entrypoint.sh.jinja", header=header(d))
     return [Artifact("Dockerfile", dockerfile), Artifact("entrypoint.sh", entrypoint, executable=True),
-            plan_artifact(d, plan)]
+            plan_artifact(d, plan_in_container(d, plan), image_plan_name(d))]
 
 
 # -- nixos --------------------------------------------------------------------------------------------------
@@ -200,7 +234,7 @@ def nix_command(d: Deployment, plan: Plan) -> list[str]:
     """The engine's own command with stand-ins for the model, host and port; the key file comes from apiKeyFile."""
     engine = registry.for_plan(plan)
     model = ("hf:" if d.model_ref.startswith("hf:") else "") + NIX_MODEL
-    command = engine.command(plan, Binding(program=d.program, model=model, host=NIX_HOST, port=NIX_PORT,
+    command = engine.command(plan, Binding(program=d.nix_program, model=model, host=NIX_HOST, port=NIX_PORT,
                                            served_name=d.served_name))
     if command.count(str(NIX_PORT)) != 1:
         raise AssertionError("the port stand-in must appear exactly once in the NixOS command")
@@ -217,8 +251,9 @@ def nixos(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
     devices = (["/dev/kfd", "char-drm"] if d.vendor == "amd" else d.gpu_devices) or []
     ram = d.ram_gib or 0
     gtt_mib, pages_limit = recommended_gtt(ram)
+    env = {k: v for k, v in d.env.items() if k != "HF_TOKEN_PATH"} | dict(plan.env) | d.amd_env  # host paths
     text = _jinja("nixos.nix.jinja", d=d, header=header(d), model_default=model_default, package=package, package_doc=package_doc,
-                  env=d.env | d.amd_env, args=nix_args, exec_prefix=exec_prefix, key_args=key_args,
+                  env=env, args=nix_args, exec_prefix=exec_prefix, key_args=key_args,
                   devices=devices, api_key_default=nix_string(options["api_key_file"]) if d.api_key else "null",
                   ram_gib=f"{ram:.0f}", reserve_gib=GTT_OS_RESERVE_GIB, gtt_mib=gtt_mib, pages_limit=pages_limit)
     return [Artifact("gptoss.nix", text)]
@@ -234,9 +269,6 @@ def kubernetes(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
                                      {"name": "dshm", "emptyDir": {"medium": "Memory",
                                                                    "sizeLimit": f"{d.shm_size_gib}Gi"}}]
     if d.api_key:
-        if d.key_env:
-            env.append({"name": d.key_env, "valueFrom": {"secretKeyRef": {"name": f"{d.name}-api-key",
-                                                                            "key": "api_key"}}})
         mounts.append({"name": "api-key", "mountPath": f"{SECRETS_DIR}/api_key", "subPath": "api_key",
                        "readOnly": True})
         volumes.append({"name": "api-key", "secret": {"secretName": f"{d.name}-api-key"}})
@@ -244,20 +276,24 @@ def kubernetes(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
         mounts.append({"name": "hf-token", "mountPath": f"{SECRETS_DIR}/hf_token", "subPath": "hf_token",
                        "readOnly": True})
         volumes.append({"name": "hf-token", "secret": {"secretName": f"{d.name}-hf-token"}})
+    for index, (host_path, inside) in enumerate(d.mounts.items()):  # files the node must hold (model, vocab)
+        mounts.append({"name": f"host-{index}", "mountPath": inside, "readOnly": True})
+        volumes.append({"name": f"host-{index}", "hostPath": {"path": host_path}})
     gpu_resource = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}.get(d.vendor)
     resources: dict[str, Any] = {"requests": {"memory": "16Gi", "cpu": "4"}}
-    if gpu_resource:
+    if gpu_resource and d.gpu_count:
         resources["limits"] = {gpu_resource: d.gpu_count}
     period = 10
+    command = _key_env_entrypoint(d.key_env, "$") + list(d.command) if d.key_env and d.api_key else list(d.command)
     container = {
-        "name": "engine", "image": d.image, "command": list(d.command), "env": env,
+        "name": "engine", "image": d.image, "command": command, "env": env,
         "ports": [{"name": "http", "containerPort": d.container_port}], "resources": resources,
         "volumeMounts": mounts,
         # startup: the cold start (download + load + compile); readiness: the model is listed (with the key);
         # liveness: only /health, with room for a loaded server (never the canary, which queues under load).
         "startupProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": period,
                          "failureThreshold": d.cold_start_s // period, "timeoutSeconds": 5},
-        "readinessProbe": {"exec": {"command": health_command(d)}, "periodSeconds": 15, "timeoutSeconds": 10,
+        "readinessProbe": {"exec": {"command": list(d.health)}, "periodSeconds": 15, "timeoutSeconds": 10,
                            "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 30, "timeoutSeconds": 10,
                           "failureThreshold": 6},
@@ -294,15 +330,17 @@ def ray_wait(nodes: int) -> str:
             f'[time.sleep(5) for _ in iter(lambda: sum(n["Alive"] for n in ray.nodes()) >= {nodes}, True)]')
 
 
-def leader_script(d: Deployment) -> str:
-    """Leader: Ray head, wait for the workers, then the planned vLLM command (exec, so signals reach it)."""
-    return (f"ray start --head --port={RAY_PORT} --num-gpus={d.gpus_per_node} && "
-            f"python3 -c {shlex.quote(ray_wait(d.nodes))} && exec {shlex.join(d.command)}")
+def leader_script(d: Deployment, key_file: str | None = None) -> str:
+    """Leader: Ray head (with the GPUs the pod was given), wait for the workers, then the planned vLLM command
+    (exec, so signals reach it), with the key read from `key_file` (a shell word) into the engine's variable."""
+    key = f'{d.key_env}="$(cat {key_file})" ' if key_file and d.key_env and d.api_key else ""
+    return (f"ray start --head --port={RAY_PORT} --num-gpus={d.gpu_count} && "
+            f"python3 -c {shlex.quote(ray_wait(d.nodes))} && {key}exec {shlex.join(d.command)}")
 
 
 def worker_script(d: Deployment, head: str) -> str:
-    """Worker: join the head's Ray cluster and stay in the foreground."""
-    return f"exec ray start --address={head}:{RAY_PORT} --num-gpus={d.gpus_per_node} --block"
+    """Worker: join the head's Ray cluster with the GPUs the pod was given, and stay in the foreground."""
+    return f"exec ray start --address={head}:{RAY_PORT} --num-gpus={d.gpu_count} --block"
 
 
 def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[str, Any], pod: dict[str, Any],
@@ -312,7 +350,7 @@ def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[
 
     leader = copy.deepcopy(pod)
     leader_container = leader["containers"][0]
-    leader_container["command"] = ["sh", "-c", leader_script(d)]
+    leader_container["command"] = ["sh", "-c", leader_script(d, f"{SECRETS_DIR}/api_key")]
     leader_container["ports"].append({"name": "ray", "containerPort": RAY_PORT})
     worker = copy.deepcopy(pod)
     worker_container = worker["containers"][0]
@@ -321,8 +359,8 @@ def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[
     for key in ("startupProbe", "readinessProbe", "livenessProbe"):
         worker_container.pop(key)  # workers serve no HTTP; the group restarts when a member fails
     worker_container["ports"] = []
-    for spec in (leader, worker):  # each pod downloads into its own cache: one RWO claim cannot be shared
-        spec["volumes"][0] = {"name": "hf-cache", "emptyDir": {}}
+    # every pod of the group reads the same weights: one ReadWriteMany claim, kept across restarts
+    pvc["spec"]["accessModes"] = ["ReadWriteMany"]
     lws = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
            "metadata": {"name": d.name, "labels": labels},
            "spec": {"replicas": 1, "leaderWorkerTemplate": {
@@ -333,14 +371,17 @@ def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[
     head = "HEAD_ADDRESS"
     scripts = [
         Artifact("ray-head.sh", "#!/usr/bin/env bash\n" + header(d) + "\n# Run on the head node (it also serves the "
-                 f"API), after `ray-worker.sh` on the {d.nodes - 1} other node(s).\nset -euo pipefail\n"
-                 + leader_script(d) + "\n", executable=True),
+                 f"API), after `ray-worker.sh` on the {d.nodes - 1} other node(s)"
+                 + (" with API_KEY_FILE=<the key file>" if d.api_key and d.key_env else "") + ".\nset -euo pipefail\n"
+                 + ('API_KEY_FILE="${API_KEY_FILE:?set API_KEY_FILE to the API key file}"\n' if d.api_key and d.key_env
+                    else "") + leader_script(d, '"$API_KEY_FILE"') + "\n", executable=True),
         Artifact("ray-worker.sh", "#!/usr/bin/env bash\n" + header(d) + "\n# Run on each worker node: HEAD_ADDRESS=... "
                  "./ray-worker.sh\nset -euo pipefail\n: \"${HEAD_ADDRESS:?set HEAD_ADDRESS to the IP of the head node}\"\n"
                  + worker_script(d, "${" + head + "}") + "\n", executable=True),
     ]
-    note = ("# Needs the LeaderWorkerSet controller (sigs.k8s.io/lws). Secrets are created by you, never rendered.\n")
-    return [Artifact("kubernetes.yaml", _yaml(d, lws, service).replace("\n", "\n" + note, 1)), *scripts]
+    note = ("# Needs the LeaderWorkerSet controller (sigs.k8s.io/lws) and a ReadWriteMany storage class for the shared "
+            "Hugging Face cache. Secrets are created by you, never rendered.\n")
+    return [Artifact("kubernetes.yaml", _yaml(d, pvc, lws, service).replace("\n", "\n" + note, 1)), *scripts]
 
 
 # -- runpod -------------------------------------------------------------------------------------------------
@@ -349,21 +390,68 @@ RUNPOD_GPU_TYPES = {"h100-sxm": "NVIDIA H100 80GB HBM3", "h100-pcie": "NVIDIA H1
                     "b200": "NVIDIA B200"}
 
 
+RUNPOD_VOLUME = HF_CACHE  # the pod's network volume: the Hugging Face cache, plus local files uploaded under gptoss/
+
+
+def args_after_entrypoint(command: list[str], entrypoint: list[str]) -> list[str]:
+    """The arguments a runtime appends to the image's ENTRYPOINT (docker args, CMD) to run `command`."""
+    if command[:len(entrypoint)] != entrypoint:
+        raise AssertionError(f"the command {command[:2]} does not start with the image's ENTRYPOINT {entrypoint}")
+    return command[len(entrypoint):]
+
+
+def runpod_uploads(d: Deployment) -> dict[str, str]:
+    """Local files the pod needs (model, vocab): host path -> where they go on the pod's volume."""
+    return {host: f"{RUNPOD_VOLUME}/gptoss/{posixpath.basename(inside.rstrip('/'))}" for host, inside in d.mounts.items()}
+
+
+def runpod_command(d: Deployment, plan: Plan) -> tuple[list[str], dict[str, str]]:
+    """The container command and env on RunPod: RunPod has no file secrets and no bind mounts, so the key goes in
+    the engine's key variable (a RunPod secret) and mounted paths become paths on the pod's volume."""
+    command = engine_command(plan, d.image_spec, d.served_name, d.model_ref, None)
+    moved = {inside: runpod_uploads(d)[host] for host, inside in d.mounts.items()}
+    command = [moved.get(arg, arg) for arg in command]
+    env = {k: moved.get(v, v) for k, v in (d.env | d.amd_env).items() if k != "HF_TOKEN_PATH"}
+    variable = registry.get(d.engine).key_variable
+    if d.api_key and variable:
+        env[variable] = "{{ RUNPOD_SECRET_gptoss_api_key }}"
+    if d.hf_token:
+        env["HF_TOKEN"] = "{{ RUNPOD_SECRET_gptoss_hf_token }}"
+    return command, env
+
+
 def runpod(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
-    """Pod settings as JSON (GPU type, volume from the model size, TCP port, env) plus a README snippet."""
+    """Pod settings as JSON (GPU type, volume from the model size, TCP port, env) plus a README snippet. RunPod
+    appends `dockerArgs` to the image's ENTRYPOINT, so they are the command's arguments after it."""
     gpu_key = options.get("gpu_key")
+    command, env = runpod_command(d, plan)
     pod = {"name": d.name, "imageName": d.image, "gpuTypeId": RUNPOD_GPU_TYPES.get(gpu_key or "", gpu_key),
            "gpuCount": max(1, d.gpu_count), "containerDiskInGb": 30, "volumeInGb": d.cache_size_gib,
-           "volumeMountPath": "/root/.cache/huggingface",
+           "volumeMountPath": RUNPOD_VOLUME,
            "ports": f"{d.container_port}/tcp",  # TCP, not the HTTP proxy (which times out long requests)
-           "dockerArgs": shlex.join(d.command),
-           "env": d.env | ({d.key_env: "{{ RUNPOD_SECRET_gptoss_api_key }}"} if d.api_key and d.key_env else {}),
+           "dockerArgs": shlex.join(args_after_entrypoint(command, d.image_spec.entrypoint)), "env": env,
            "_plan": d.plan_summary, "_generated_by": f"gpt-oss-deploy {d.tool_version}"}
-    readme = (f"{header(d)}\n\n# RunPod\n\n1. Create a RunPod secret named `gptoss_api_key` (Settings -> Secrets); the pod "
-              "reads it as `{{ RUNPOD_SECRET_gptoss_api_key }}`, so no key is written here.\n"
-              f"2. New pod from `runpod.json`: GPU `{pod['gpuTypeId']}` x {pod['gpuCount']}, volume {pod['volumeInGb']} GB "
-              "on /root/.cache/huggingface, expose **TCP** port 8000 (not the HTTP proxy).\n"
-              "3. Connect to the public IP:port RunPod maps to 8000 and run `gptoss check http://IP:PORT --api-key-file KEY`.\n")
+    steps = []
+    if d.api_key:
+        steps.append("Create a RunPod secret named `gptoss_api_key` (Settings -> Secrets); the pod reads it as "
+                     "`{{ RUNPOD_SECRET_gptoss_api_key }}`, so no key is written here.")
+    if d.hf_token:
+        steps.append("Create a RunPod secret named `gptoss_hf_token` with your Hugging Face token.")
+    uploads = runpod_uploads(d)
+    if uploads:
+        steps.append("Upload the local files the plan names to the pod's volume before the engine starts (e.g. with "
+                     "`runpodctl send`, or a pod without a GPU on the same network volume): "
+                     + "; ".join(f"`{host}` -> `{inside}`" for host, inside in uploads.items()) + ".")
+    steps += [f"New pod from `runpod.json`: GPU `{pod['gpuTypeId']}` x {pod['gpuCount']}, volume {pod['volumeInGb']} GB "
+              f"on {RUNPOD_VOLUME}, expose **TCP** port {d.container_port} (not the HTTP proxy). The start command "
+              f"(`dockerArgs`) is appended to the image's ENTRYPOINT `{shlex.join(d.image_spec.entrypoint)}`.",
+              f"RunPod sizes the pod's `/dev/shm` itself (a template cannot ask for it): in the pod's terminal, "
+              f"`df -h /dev/shm` must show at least {d.shm_size_gib} GiB (the other targets ask for that much). "
+              "With the container default of 64 MiB vLLM stops at start-up with \"Insufficient space in /dev/shm\" "
+              "(its shared-memory message queue alone takes 160 MiB).",
+              f"Connect to the public IP:port RunPod maps to {d.container_port} and run "
+              "`gptoss check http://IP:PORT --api-key-file KEY`."]
+    readme = f"{header(d)}\n\n# RunPod\n\n" + "".join(f"{i}. {step}\n" for i, step in enumerate(steps, 1))
     return [Artifact("runpod.json", json.dumps(pod, indent=2) + "\n"), Artifact("runpod-README.md", readme)]
 
 
@@ -374,26 +462,23 @@ def monitoring(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
     scrape: dict[str, Any] = {"job_name": d.name, "metrics_path": "/metrics", "static_configs": [{"targets": [target]}]}
     spec = registry.get(d.engine).monitoring(d.name)
     if d.api_key and spec.needs_key:
-        scrape["authorization"] = {"credentials_file": "/etc/prometheus/api_key"}
+        scrape["authorization"] = {"credentials_file": options.get("credentials_file", "/etc/prometheus/api_key")}
     prometheus = {"global": {"scrape_interval": "15s"}, "rule_files": ["/etc/prometheus/alerts.yml"],
                   "scrape_configs": [scrape]}
     rules = [{"alert": r.alert, "expr": r.expr, "for": r.for_, "labels": {"severity": r.severity},
               "annotations": {"summary": r.summary}} for r in spec.rules]
-    panels = [(panel.title, panel.expr) for panel in spec.panels]
-    rules += [
-        {"alert": "GptossDown", "expr": f'up{{job="{d.name}"}} == 0', "for": "2m", "labels": {"severity": "critical"},
-         "annotations": {"summary": "the engine's /metrics is unreachable"}},
-        {"alert": "GptossRestarting", "expr": f'changes(process_start_time_seconds{{job="{d.name}"}}[30m]) > 2',
-         "labels": {"severity": "warning"},
-         "annotations": {"summary": "the engine restarted more than twice in 30 min (watchdog canary failures?)"}},
-    ]
+    rules.append({"alert": "GptossDown", "expr": f'up{{job="{d.name}"}} == 0', "for": "2m",
+                  "labels": {"severity": "critical"}, "annotations": {"summary": "the engine's /metrics is unreachable"}})
     alerts = {"groups": [{"name": "gptoss", "rules": rules}]}
     dashboard = {"title": f"gpt-oss {d.served_name}", "uid": f"gptoss-{d.name}", "schemaVersion": 39, "version": 1,
                  "time": {"from": "now-1h", "to": "now"}, "panels": [
-                     {"id": i + 1, "type": "timeseries", "title": title,
+                     {"id": i + 1, "type": "timeseries", "title": panel.title,
                       "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
                       "datasource": {"type": "prometheus", "uid": "prometheus"},
-                      "targets": [{"refId": "A", "expr": expr}]} for i, (title, expr) in enumerate(panels)]}
+                      "targets": [{"refId": chr(ord("A") + j), "expr": expr}
+                                  | ({"legendFormat": panel.legends[j]} if j < len(panel.legends) else {})
+                                  for j, expr in enumerate(panel.exprs)]}
+                     for i, panel in enumerate(spec.panels)]}
     datasource = {"apiVersion": 1, "datasources": [{"name": "Prometheus", "uid": "prometheus", "type": "prometheus",
                                                    "url": "http://prometheus:9090", "access": "proxy"}]}
     provider = {"apiVersion": 1, "providers": [{"name": "gptoss", "type": "file",
