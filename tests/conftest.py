@@ -48,3 +48,15 @@ def clean_environment(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
         monkeypatch.setenv("GPTOSS_NO_LANE", "1")
     else:
         monkeypatch.setenv("GPTOSS_CACHE", str(request.getfixturevalue("session_cache")))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The CLI fuzz's own counts (issue #16 asks for them in the output)."""
+    import sys
+
+    module = next((m for name, m in list(sys.modules.items()) if name.endswith("test_hardening")), None)
+    tally = getattr(module, "TALLY", None)
+    if tally is not None and tally.count:
+        terminalreporter.write_line(f"CLI fuzz: {tally.count} invocations, exit codes {dict(sorted(tally.codes.items()))}, "
+                                    f"max {tally.max_s:.2f} s ({' '.join(tally.slowest)[:160]}), "
+                                    f"max RSS {tally.max_rss_mb:.0f} MB")

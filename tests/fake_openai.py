@@ -14,12 +14,20 @@ demand (the fake-server test tier). Healthy by default; each fault changes one b
   round_trip_broken   400 for a conversation holding a tool result (llama.cpp #17040)
   open_metrics        /metrics answers without the key; open_inference: chat answers without the key
   bad_arguments       tool arguments that are not JSON
+
+Hostile faults (issue #16: bounded time and memory against any server, nothing leaked):
+  drip                every POST answer arrives one byte every 0.3 s, forever
+  endless_stream      a streamed answer whose events never end
+  endless_models      /v1/models whose body never ends
+  malformed_sse       streamed events of the wrong shapes (lists, strings, counts that are not numbers)
+  echo_headers        every answer's content is the request's headers (Authorization included)
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -82,6 +90,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "not found"})
             return
         open_, body = routes[self.path]
+        if self.path == "/v1/models" and "endless_models" in faults:
+            self._forever(b'{"object": "list", "data": [', b'{"id": "fake-gpt-oss", "object": "model"}, ')
+            return
         if not self._authorised(open_):
             self._json(401, {"error": "unauthorised"})
         elif body is None:
@@ -97,8 +108,26 @@ class Handler(BaseHTTPRequestHandler):
         """Inference routes."""
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         self.server.requests.append(("POST", self.path, body))
-        if not self._authorised("open_inference" in self.server.faults):
+        faults = self.server.faults
+        if not self._authorised("open_inference" in faults):
             self._json(401, {"error": "unauthorised"})
+        elif "drip" in faults:
+            self._forever(b"", b"x", pause_s=0.3)
+        elif "endless_stream" in faults and body.get("stream"):
+            event = {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+            self._forever(b"", f"data: {json.dumps(event)}\n\n".encode(), content_type="text/event-stream")
+        elif "malformed_sse" in faults and body.get("stream"):
+            self._malformed_stream()
+        elif "echo_headers" in faults:
+            echoed = json.dumps(dict(self.headers.items()))
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                self._event({"choices": [{"index": 0, "delta": {"content": echoed}, "finish_reason": "stop"}]})
+                self.wfile.write(b"data: [DONE]\n\n")
+            else:
+                self._json(200, completion({"role": "assistant", "content": echoed}, "length"))
         elif self.path == "/v1/chat/completions":
             self._chat(body)
         elif self.path == "/v1/responses":
@@ -164,6 +193,33 @@ class Handler(BaseHTTPRequestHandler):
                          "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         self._event({"id": "c1", "object": "chat.completion.chunk", "model": MODEL, "choices": [],
                      "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16}})
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def _forever(self, head: bytes, piece: bytes, pause_s: float = 0.0, content_type: str = "application/json") -> None:
+        """Headers, `head`, then `piece` again and again until the client goes away (no length: close-delimited)."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            self.wfile.write(head)
+            while True:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                if pause_s:
+                    time.sleep(pause_s)
+        except OSError:
+            return
+
+    def _malformed_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for raw in ('{"choices": "none"}', "[1, 2, 3]", '"text"', '{"choices": [{"delta": 5}]}',
+                    '{"choices": [{"index": 0, "delta": {"content": "x"}}], "usage": {"completion_tokens": "many"}}',
+                    '{"choices": [7]}', "{not json", '{"usage": {"prompt_tokens": [1]}}'):
+            self.wfile.write(f"data: {raw}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _event(self, payload: dict[str, Any]) -> None:

@@ -124,6 +124,9 @@ def plan_for(model: str, hardware: HostChoice | Host, request: PlanRequest,
 # -- the plan file ------------------------------------------------------------------------------------------------
 def save_plan(plan: Plan, path: Path) -> None:
     """Write the plan as JSON (settings only: the command is rebuilt from them when the file is used)."""
+    from gptoss_deploy.inputs import check_destination
+
+    check_destination(path, "plan file")
     data = json.dumps(plan.file_data(), indent=2) + "\n"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,15 +140,12 @@ def save_plan(plan: Plan, path: Path) -> None:
 def load_plan(path: Path) -> Plan:
     """A saved plan, validated; its command must be what its settings build (a hand-edited argv is refused)."""
     from gptoss_deploy.data import describe_validation
+    from gptoss_deploy.inputs import read_user_file
 
+    text = read_user_file(path, "plan file", PLAN_FILE_MAX_BYTES)
     try:
-        if not path.is_file():
-            raise InputError(f"plan file {path} is not a file", hint="pass the file `gptoss plan --save` wrote")
-        if path.stat().st_size > PLAN_FILE_MAX_BYTES:
-            raise InputError(f"plan file {path} is larger than {PLAN_FILE_MAX_BYTES // 2**20} MiB",
-                             hint="pass the file `gptoss plan --save` wrote")
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        content = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise InputError(f"cannot read plan file {path}: {exc}", hint="pass the file `gptoss plan --save` wrote") from None
     if not isinstance(content, dict):
         raise InputError(f"plan file {path} is not a JSON object", hint="pass the file `gptoss plan --save` wrote")

@@ -51,9 +51,9 @@ def test_flag_beats_environment_beats_config_file_beats_default(tmp_path: Path) 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("MAX_MODEL_LEN", "lots", "environment MAX_MODEL_LEN: 'lots' is not a valid max_model_len"),
-    ("GPU_MEMORY_UTILIZATION", "1.5", "expected a fraction in (0, 1]"),
+    ("GPU_MEMORY_UTILIZATION", "1.5", "1.5 is outside (0, 1]"),
     ("ASYNC_SCHEDULING", "maybe", "expected true or false"),
-    ("PORT", "70000", "expected a port number"),
+    ("PORT", "70000", "70000 is outside [1, 65,535]: a TCP port"),
     ("KV_CACHE_DTYPE", "fp4", "expected one of auto, fp8"),
 ])
 def test_bad_environment_values_name_the_variable(name: str, value: str, expected: str) -> None:

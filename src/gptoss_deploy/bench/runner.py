@@ -136,11 +136,13 @@ def open_session(max_concurrency: int | None, timeout_s: float) -> aiohttp.Clien
     writes one. That delay is inside TTFT and can make a request miss the engine's next scheduling step.
     """
     connector = aiohttp.TCPConnector(limit=max_concurrency or 0, keepalive_timeout=60)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+    # total: one request (headers and the whole stream) ends within --timeout, however slowly a server drips
+    timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=timeout_s, sock_read=timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout)
 
 
 # A pooled keep-alive connection the server has closed meanwhile fails like this before any response byte.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # one streamed response; a never-ending stream stops here (or at --timeout)
 STALE_CONNECTION_ERRORS = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
@@ -164,8 +166,12 @@ async def send_one(session: aiohttp.ClientSession, request: PreparedRequest, rec
                     text = (await response.read()).decode("utf-8", errors="replace")
                     record.error = f"HTTP {response.status}: {text[:300]}"
                     return tracker.finish()
+                received = 0
                 async for chunk in response.content.iter_any():
                     now = time.perf_counter() - sent
+                    received += len(chunk)
+                    if received > MAX_RESPONSE_BYTES:
+                        raise ValueError(f"the stream passed {MAX_RESPONSE_BYTES:,} bytes: stopped reading")
                     for payload in decoder.feed(chunk):
                         tracker.on_payload(payload, now)
                 for payload in decoder.flush():
@@ -177,6 +183,8 @@ async def send_one(session: aiohttp.ClientSession, request: PreparedRequest, rec
             record.error = f"{type(exc).__name__}: {exc}"[:300]
         except (aiohttp.ClientError, TimeoutError) as exc:
             record.error = f"{type(exc).__name__}: {str(exc) or 'timed out'}"[:300]
+        except ValueError as exc:  # a stream past its caps (bytes, one event's size)
+            record.error = str(exc)[:300]
         return tracker.finish()
     return tracker.finish()
 
@@ -210,7 +218,8 @@ class Benchmark:
         if c.dataset == "story":
             return (story_prompts(c.warmup_count, c.story_words, c.output_len, c.seed + 1),
                     story_prompts(c.num_prompts, c.story_words, c.output_len, c.seed))
-        tokenizer = ServerTokenizer(self.target.http, self.base_url, self.model, self.engine, c.api_key)
+        tokenizer = ServerTokenizer(self.target.http, self.base_url, self.model, self.engine, c.api_key,
+                                    min(c.timeout_s, 60.0))
         self.tokenizer = tokenizer if tokenizer.available() else None
         if c.dataset == "random" and self.tokenizer is not None:
             # The warm-up's generator is seeded by (seed, 1), a stream no integer seed gives, so a later run with

@@ -18,6 +18,9 @@ ROLE, CONTENT, REASONING, TOOL, EMPTY = "role", "content", "reasoning", "tool", 
 VISIBLE = (CONTENT, REASONING, TOOL)
 
 
+MAX_EVENT_CHARS = 1024 * 1024  # one SSE event (a token delta is a few hundred bytes)
+
+
 class SSEDecoder:
     """Turns the bytes of an SSE response, in reads of any size, into `data:` payloads (comments dropped)."""
 
@@ -29,6 +32,8 @@ class SSEDecoder:
         self._buffer += chunk.decode("utf-8", errors="replace") if isinstance(chunk, bytes) else chunk
         self._buffer = self._buffer.replace("\r\n", "\n")
         *messages, self._buffer = self._buffer.split("\n\n")
+        if len(self._buffer) > MAX_EVENT_CHARS:
+            raise ValueError(f"one SSE event passed {MAX_EVENT_CHARS:,} characters: stopped reading")
         return [p for p in (self._payload(m) for m in messages) if p is not None]
 
     def flush(self) -> list[str]:
@@ -147,7 +152,14 @@ class StreamTracker:
         self._continuous = False
 
     def on_payload(self, payload: str, t: float) -> None:
-        """One `data:` payload received `t` seconds after the send."""
+        """One `data:` payload received `t` seconds after the send; a payload of the wrong shape (a list where
+        an object goes, a count that is not a number) is the request's error, not a crash."""
+        try:
+            self._on_payload(payload, t)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError) as exc:
+            self.record.error = f"malformed SSE event ({type(exc).__name__}): {payload[:120]!r}"
+
+    def _on_payload(self, payload: str, t: float) -> None:
         record = self.record
         if payload.strip() == "[DONE]":
             return

@@ -51,22 +51,24 @@ class Prompt:
 class ServerTokenizer:
     """The server's own /tokenize and /detokenize (vLLM and llama.cpp shapes), so prompt lengths are exact."""
 
-    def __init__(self, client: httpx.Client, base_url: str, model: str, engine: str, api_key: str | None) -> None:
+    def __init__(self, client: httpx.Client, base_url: str, model: str, engine: str, api_key: str | None,
+                 timeout_s: float = 60.0) -> None:
         self.client, self.base_url, self.model = client, base_url, model
         self.engine = registry.known_or_default(engine)
         self.headers = bearer(api_key)
+        self.timeout_s = timeout_s
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as the server counts a prompt."""
         body = self.engine.tokenize_body(self.model, text)
-        response = self.client.post(f"{self.base_url}/tokenize", json=body, headers=self.headers, timeout=60)
+        response = self.client.post(f"{self.base_url}/tokenize", json=body, headers=self.headers, timeout=self.timeout_s)
         response.raise_for_status()
         return list(response.json()["tokens"])
 
     def decode(self, tokens: list[int]) -> str:
         """Text of `tokens`."""
         body = self.engine.detokenize_body(self.model, tokens)
-        response = self.client.post(f"{self.base_url}/detokenize", json=body, headers=self.headers, timeout=60)
+        response = self.client.post(f"{self.base_url}/detokenize", json=body, headers=self.headers, timeout=self.timeout_s)
         response.raise_for_status()
         return self.engine.detokenized_text(response.json())
 

@@ -25,7 +25,10 @@ INFERENCE_ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/responses", 
 
 def excerpt(value: Any, limit: int = 400) -> str:
     """What was received, cut to `limit` characters."""
+    from gptoss_deploy.redact import redact
+
     text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = redact(text if len(text) <= limit * 4 else text[:limit * 4])  # a server may echo the key back
     return text if len(text) <= limit else text[:limit] + " ..."
 
 

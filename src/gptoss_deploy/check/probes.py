@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from gptoss_deploy.engines import bearer
+from gptoss_deploy.httpclient import bounded_client
 
 # The classic function-calling example (also what the lane's tiny model was trained on, so the engine lane can
 # test it end to end).
@@ -26,6 +27,25 @@ WEATHER_QUESTION = "What's the weather like in Paris?"
 WRONG_KEY = "sk-wrong-gptoss-check"
 
 
+# What a hostile or broken server can make a probe raise besides the client's own errors: a transport error in
+# the middle of a stream (the deadline, the byte cap), or JSON of the wrong shape the client did not validate.
+TRANSPORT_OR_SHAPE: tuple[type[Exception], ...] = (httpx.HTTPError, AttributeError, TypeError, ValueError, KeyError,
+                                                   IndexError, RecursionError)
+
+
+def probe_errors() -> tuple[type[Exception], ...]:
+    """Everything a client-facing probe records instead of raising: the openai client's errors and the above."""
+    import openai
+
+    return (openai.OpenAIError, *TRANSPORT_OR_SHAPE)
+
+
+def describe(exc: BaseException) -> str:
+    """A probe failure as one line: the error's type and message."""
+    text = str(exc) or "no message"
+    return text if isinstance(exc, Exception) and type(exc).__module__.startswith("openai") else f"{type(exc).__name__}: {text}"
+
+
 @dataclass
 class Target:
     """The endpoint under test."""
@@ -34,7 +54,7 @@ class Target:
     api_key: str | None
     model: str
     timeout_s: float = 120.0
-    http: httpx.Client = field(default_factory=httpx.Client)  # one client: each new one costs ~50 ms of CPU
+    http: httpx.Client = field(default_factory=lambda: bounded_client(120.0))  # one client (each costs ~50 ms)
     _openai: Any = None
 
     @property
@@ -49,7 +69,10 @@ class Target:
             import openai
 
             self._openai = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=self.api_key or "none",
-                                         max_retries=0, timeout=self.timeout_s)
+                                         max_retries=0, timeout=self.timeout_s,
+                                         # openai 3.x is typed for httpx2 but uses the client by its interface;
+                                         # the hostile-server tests prove the deadline holds through it
+                                         http_client=bounded_client(self.timeout_s))  # type: ignore[arg-type]
         return self._openai
 
     def close(self) -> None:
@@ -142,7 +165,6 @@ def _delta_reasoning(delta: Any) -> str:
 
 def stream(target: Target) -> StreamObservation:
     """The same chat streamed with the official client (include_usage on)."""
-    import openai
 
     seen = StreamObservation()
     try:
@@ -155,19 +177,18 @@ def stream(target: Target) -> StreamObservation:
                 seen.content.append(choice.delta.content or "")
                 seen.reasoning.append(_delta_reasoning(choice.delta))
                 seen.finish_reason = choice.finish_reason or seen.finish_reason
-    except openai.OpenAIError as exc:
-        seen.error = str(exc)
+    except probe_errors() as exc:
+        seen.error = describe(exc)
     return seen
 
 
 def effort(target: Target, level: str) -> str | None:
     """None when reasoning_effort=`level` is accepted, else the error."""
-    import openai
 
     try:
         target.openai.chat.completions.create(**chat_body(target, max_tokens=64), reasoning_effort=level)
-    except openai.OpenAIError as exc:
-        return str(exc)
+    except probe_errors() as exc:
+        return describe(exc)
     return None
 
 
@@ -178,15 +199,18 @@ def _choice(target: Target, **request: Any) -> ChoiceObservation:
         reply = target.openai.chat.completions.create(model=target.model, temperature=0, max_tokens=256, **request)
     except openai.BadRequestError as exc:
         return ChoiceObservation(error=str(exc), rejected=True)
-    except openai.OpenAIError as exc:
-        return ChoiceObservation(error=str(exc))
-    if not reply.choices:
-        return ChoiceObservation(error="the answer has no choices")
-    choice = reply.choices[0]
-    calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments)
-             for c in choice.message.tool_calls or [] if getattr(c, "function", None) is not None]
-    return ChoiceObservation(finish_reason=choice.finish_reason, content=choice.message.content or "",
-                             tool_calls=calls, message=choice.message.model_dump())
+    except probe_errors() as exc:
+        return ChoiceObservation(error=describe(exc))
+    try:
+        if not reply.choices:
+            return ChoiceObservation(error="the answer has no choices")
+        choice = reply.choices[0]
+        calls = [ToolCall(id=c.id, name=str(c.function.name), arguments=str(c.function.arguments))
+                 for c in choice.message.tool_calls or [] if getattr(c, "function", None) is not None]
+        return ChoiceObservation(finish_reason=choice.finish_reason, content=str(choice.message.content or ""),
+                                 tool_calls=calls, message=choice.message.model_dump())
+    except TRANSPORT_OR_SHAPE as exc:
+        return ChoiceObservation(error=describe(exc))
 
 
 def tool_call(target: Target) -> ChoiceObservation:
@@ -219,7 +243,7 @@ def responses(target: Target) -> Exchange:
 def openapi_routes(target: Target) -> list[tuple[str, str]]:
     """(method, path) pairs from /openapi.json, or [] when the server offers none."""
     try:
-        reply = target.http.get(f"{target.base_url}/openapi.json", timeout=10)
+        reply = target.http.get(f"{target.base_url}/openapi.json", timeout=min(10.0, target.timeout_s))
         paths = reply.json()["paths"] if reply.status_code == 200 else {}
         return [(method.upper(), path) for path, spec in paths.items() for method in spec
                 if method.upper() in ("GET", "POST") and "{" not in path]
@@ -232,8 +256,9 @@ def _probe(target: Target, method: str, path: str, key: str | None) -> int | str
             "input": "hi", "max_tokens": 1, "max_output_tokens": 16, "n_predict": 1, "content": "hi"}
     try:
         if method == "GET":
-            return target.http.get(f"{target.base_url}{path}", headers=bearer(key), timeout=30).status_code
-        return target.http.post(f"{target.base_url}{path}", headers=bearer(key), json=body, timeout=60).status_code
+            return target.http.get(f"{target.base_url}{path}", headers=bearer(key), timeout=min(30.0, target.timeout_s)).status_code
+        return target.http.post(f"{target.base_url}{path}", headers=bearer(key), json=body,
+                                timeout=min(60.0, target.timeout_s)).status_code
     except httpx.HTTPError as exc:
         return type(exc).__name__
 

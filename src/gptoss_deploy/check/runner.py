@@ -13,13 +13,21 @@ from gptoss_deploy.check.probes import Target
 from gptoss_deploy.check.report import CheckReport
 from gptoss_deploy.engines import bearer, is_loopback, registry
 from gptoss_deploy.errors import InputError
+from gptoss_deploy.httpclient import bounded_client
 
 __all__ = ["TOOL_FLAGS", "Target", "discover", "known_routes", "normalise_url", "run_checks"]
 
 
 def normalise_url(url: str) -> str:
     """http://host:port from what a user pastes (with or without /v1, with a trailing slash)."""
-    parsed = urlparse(url if "://" in url else f"http://{url}")
+    bad = InputError(f"{url[:200]!r} is not an http(s) URL", hint="e.g. http://127.0.0.1:8000 or http://host:8000/v1")
+    if len(url) > 2048 or any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise bad
+    try:
+        parsed = urlparse(url if "://" in url else f"http://{url}")
+        parsed.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise bad from None
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InputError(f"{url!r} is not an http(s) URL", hint="e.g. http://127.0.0.1:8000 or http://host:8000/v1")
     path = parsed.path.rstrip("/")
@@ -30,7 +38,7 @@ def normalise_url(url: str) -> str:
 # -- discovery -----------------------------------------------------------------------------------------------
 def discover(base_url: str, api_key: str | None, model: str | None, timeout_s: float) -> tuple[Target, CheckReport]:
     """Reach the server, list its models, find the engine; bad input raises InputError (exit 2)."""
-    http = httpx.Client()
+    http = bounded_client(timeout_s)
     try:
         return _discover(http, base_url, api_key, model, timeout_s)
     except BaseException:
@@ -128,12 +136,24 @@ def run_checks(url: str, api_key: str | None = None, model: str | None = None,
                timeout_s: float = 120.0) -> CheckReport:
     """Every check against `url`."""
     target, report = discover(normalise_url(url), api_key, model, timeout_s)
-    try:
-        check_conversation(target, report)
+    routes: list[tuple[str, str]] = []
+
+    def responses() -> None:
+        nonlocal routes
         routes = probes.openapi_routes(target)
         offered = not routes or "/v1/responses" in {path for _, path in routes}
         report.results.append(judges.responses(probes.responses(target) if offered else None, offered))
-        check_security(target, report, routes)
+
+    try:
+        # each stage on its own: what a broken server makes one stage raise is that stage's failure, and the
+        # results of the others are kept (the report is always whole up to what was asked)
+        for group, stage in (("conversation", lambda: check_conversation(target, report)), ("responses", responses),
+                             ("security", lambda: check_security(target, report, routes))):
+            try:
+                stage()
+            except Exception as exc:
+                report.results.append(judges.result(group, "server answers could be judged", "fail",
+                                                    f"{type(exc).__name__}: {str(exc)[:200]}"))
     finally:
         target.close()
     return report

@@ -4,37 +4,36 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TypeVar
-
-Number = TypeVar("Number", int, float)
 
 
-def _positive(text: str, convert: Callable[[str], Number], kind: str) -> Number:
-    try:
-        value = convert(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} must be greater than 0")
-    return value
+def bounded(low: float, high: float, *, integer: bool = False, low_open: bool = False, allow_inf: bool = False,
+            what: str = "") -> Callable[[str], float]:
+    """An argparse type: `inputs.bounded`'s number, its reason shown by argparse (exit 2)."""
+    from gptoss_deploy.inputs import bounded as parser
+
+    parse = parser(low, high, integer=integer, low_open=low_open, allow_inf=allow_inf, what=what)
+
+    def convert(text: str) -> float:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
-def positive_int(text: str) -> int:
-    """An integer > 0 (1_000 and 1,000 accepted)."""
-    return _positive(text, int, "a whole number")
-
-
-def positive_float(text: str) -> float:
-    """A number > 0."""
-    return _positive(text, float, "a number")
-
-
-def fraction(text: str) -> float:
-    """A number in (0, 1]."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"{value:g} is outside (0, 1]: it is a fraction of GPU memory, e.g. 0.9")
-    return value
+# The numeric flag types every command uses: all finite, all bounded.
+positive_int: Callable[[str], int] = bounded(1, 10**9, integer=True)  # type: ignore[assignment]
+positive_float = bounded(0, 1e9, low_open=True)
+fraction = bounded(0, 1, low_open=True, what=": a fraction of GPU memory, e.g. 0.9")
+port: Callable[[str], int] = bounded(1, 65535, integer=True, what=": a TCP port")  # type: ignore[assignment]
+seconds = bounded(0, 7 * 86400, low_open=True, what=": seconds (a week at most)")
+non_negative = bounded(0, 1e9)
+byte_count: Callable[[str], int] = bounded(1, 2**50, integer=True)  # type: ignore[assignment]
+tokens: Callable[[str], int] = bounded(1, 1 << 24, integer=True, what=": tokens")  # type: ignore[assignment]
+gpu_count: Callable[[str], int] = bounded(1, 4096, integer=True)  # type: ignore[assignment]
+seed: Callable[[str], int] = bounded(0, 2**32 - 1, integer=True)  # type: ignore[assignment]
 
 
 def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
@@ -44,13 +43,13 @@ def add_engine_knobs(parser: argparse.ArgumentParser) -> None:
 
     knobs = parser.add_argument_group("engine settings (default: the planner chooses)")
     knobs.add_argument("--engine", choices=["auto", *registry.names()])
-    knobs.add_argument("--max-model-len", type=positive_int, help="context length per request")
-    knobs.add_argument("--tensor-parallel-size", "--tp", type=positive_int)
+    knobs.add_argument("--max-model-len", type=tokens, help="context length per request")
+    knobs.add_argument("--tensor-parallel-size", "--tp", type=gpu_count)
     knobs.add_argument("--gpu-memory-utilization", type=fraction, help="fraction in (0, 1]")
-    knobs.add_argument("--max-num-batched-tokens", type=positive_int)
-    knobs.add_argument("--max-num-seqs", type=positive_int)
+    knobs.add_argument("--max-num-batched-tokens", type=tokens)
+    knobs.add_argument("--max-num-seqs", type=bounded(1, 1_000_000, integer=True))
     knobs.add_argument("--kv-cache-dtype", choices=["auto", "fp8"])
-    knobs.add_argument("--kv-cache-memory-bytes", type=positive_int, help="KV budget per GPU, bypassing util")
+    knobs.add_argument("--kv-cache-memory-bytes", type=byte_count, help="KV budget per GPU, bypassing util")
     knobs.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / torch.compile")
     knobs.add_argument("--no-tools", action="store_true", help="leave out the tool-calling flags")
     knobs.add_argument("--force", action="store_true", help="keep a setting the known-issue table refuses")
@@ -61,9 +60,9 @@ def add_host_flags(parser: argparse.ArgumentParser, title: str = "hardware (defa
     where = parser.add_argument_group(title)
     where.add_argument("--profile", help="named profile: 4xL40S, h100-80gb, dgx-spark, strix-halo-128gb, 8xh100, ...")
     where.add_argument("--gpu", help="GPU name to compose a host with --gpus (e.g. L40S, H100, 'RTX 4090')")
-    where.add_argument("--gpus", type=positive_int, default=None, help="number of GPUs with --gpu (default 1)")
-    where.add_argument("--gpu-memory-gib", type=positive_float, help="override the memory of each GPU, GiB")
-    where.add_argument("--ram-gib", type=positive_float, help="host RAM, GiB (for CPU-offloaded experts)")
+    where.add_argument("--gpus", type=gpu_count, default=None, help="number of GPUs with --gpu (default 1)")
+    where.add_argument("--gpu-memory-gib", type=bounded(0, 65536, low_open=True), help="override the memory of each GPU, GiB")
+    where.add_argument("--ram-gib", type=bounded(0, 1 << 24, low_open=True), help="host RAM, GiB (for CPU-offloaded experts)")
 
 
 def host_choice(args: argparse.Namespace):
@@ -104,17 +103,20 @@ def plan_request(args: argparse.Namespace):
 
 
 def read_key_file(path: str) -> str:
-    """The one API key in a file (blank lines and # comments ignored); InputError when it is not exactly one."""
+    """The one API key in a file (blank lines and # comments ignored); InputError when it is not exactly one, or
+    the file is not a small regular text file (a FIFO, /dev/zero or a folder is refused before it is read)."""
     from gptoss_deploy.errors import InputError
+    from gptoss_deploy.inputs import SECRET_FILE_MAX, read_user_file
 
-    try:
-        with open(path, encoding="utf-8") as handle:
-            lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
-    except OSError as exc:
-        raise InputError(f"cannot read API key file {path}: {exc.strerror}", hint="check the path and permissions") from None
-    except UnicodeDecodeError:
-        raise InputError(f"API key file {path} is not text", hint="write the key alone on one line") from None
+    text = read_user_file(path, "API key file", SECRET_FILE_MAX)
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if len(lines) != 1:
         raise InputError(f"API key file {path} must hold exactly one key (found {len(lines)} lines)",
                          hint="write the key alone on one line")
+    if any(ord(c) < 33 or ord(c) == 127 for c in lines[0]):
+        raise InputError(f"API key file {path}: the key holds spaces or control characters",
+                         hint="write the key alone on one line, without spaces")
+    from gptoss_deploy.redact import remember
+
+    remember(lines[0])
     return lines[0]

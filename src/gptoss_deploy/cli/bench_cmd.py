@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gptoss_deploy.cli.args import positive_float, positive_int
+from gptoss_deploy.cli.args import bounded, seconds, seed, tokens
 
 EXAMPLES = """examples:
   gptoss bench http://127.0.0.1:8000 --concurrency 8 --num-prompts 200          # random 1024 in / 128 out
@@ -38,29 +38,29 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                            "token length; story: 'Write an N-word story' chat scenarios")
     work.add_argument("--endpoint", choices=["completions", "chat"],
                       help="default: completions for random (fixed lengths with ignore_eos), chat for story")
-    work.add_argument("--num-prompts", type=positive_int, default=100)
-    work.add_argument("--input-len", type=positive_int, default=1024, help="prompt tokens (random)")
-    work.add_argument("--output-len", "--max-tokens", dest="output_len", type=positive_int, default=None,
+    work.add_argument("--num-prompts", type=bounded(1, 1_000_000, integer=True), default=100)
+    work.add_argument("--input-len", type=tokens, default=1024, help="prompt tokens (random)")
+    work.add_argument("--output-len", "--max-tokens", dest="output_len", type=tokens, default=None,
                       help="max_tokens per request (default 128 random, 1024 story)")
-    work.add_argument("--range-ratio", type=float, default=0.0,
+    work.add_argument("--range-ratio", type=bounded(0, 1), default=0.0,
                       help="lengths uniform in L(1±r): input and output for random (as vLLM), input for words")
-    work.add_argument("--vocab-size", type=positive_int, default=None,
+    work.add_argument("--vocab-size", type=bounded(2, 1 << 24, integer=True), default=None,
                       help="random: token ids are drawn below this (default 199998, gpt-oss's ordinary tokens)")
-    work.add_argument("--story-words", type=positive_int, default=300)
-    work.add_argument("--seed", type=int, default=0)
+    work.add_argument("--story-words", type=bounded(1, 1_000_000, integer=True), default=300)
+    work.add_argument("--seed", type=seed, default=0)
     work.add_argument("--ignore-eos", action=argparse.BooleanOptionalAction, default=None,
                       help="run every request to max_tokens (default: on for completions, off for chat)")
-    work.add_argument("--temperature", type=float)
+    work.add_argument("--temperature", type=bounded(0, 2))
     work.add_argument("--reasoning-effort", choices=["low", "medium", "high"])
     load = p.add_argument_group("load")
-    load.add_argument("--concurrency", "--max-concurrency", dest="concurrency", type=positive_int,
+    load.add_argument("--concurrency", "--max-concurrency", dest="concurrency", type=bounded(1, 100_000, integer=True),
                       help="requests in flight at most (default: unbounded)")
-    load.add_argument("--request-rate", type=positive_float, default=math.inf,
+    load.add_argument("--request-rate", type=bounded(0, 1e9, low_open=True, allow_inf=True), default=math.inf,
                       help="arrivals per second, Gamma-distributed gaps (default: all at once)")
-    load.add_argument("--burstiness", type=positive_float, default=1.0, help="Gamma shape: 1 Poisson, <1 burstier")
-    load.add_argument("--warmups", type=int, help="warm-up requests (default: two rounds at the concurrency)")
+    load.add_argument("--burstiness", type=bounded(0, 1000, low_open=True), default=1.0, help="Gamma shape: 1 Poisson, <1 burstier")
+    load.add_argument("--warmups", type=bounded(0, 10**6, integer=True), help="warm-up requests (default: two rounds at the concurrency)")
     load.add_argument("--sweep", action="store_true", help="concurrency 1, 2, 4, ... until throughput stops rising")
-    load.add_argument("--sweep-max", type=positive_int, default=256, help="largest sweep concurrency (default 256)")
+    load.add_argument("--sweep-max", type=bounded(1, 100_000, integer=True), default=256, help="largest sweep concurrency (default 256)")
     stats = p.add_argument_group("statistics and output")
     stats.add_argument("--percentiles", default="50,90,95,99", help="comma-separated (default 50,90,95,99)")
     stats.add_argument("--goodput", nargs="+", metavar="METRIC:MS", help="SLOs, e.g. ttft:500 tpot:50 e2el:10000")
@@ -75,7 +75,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     stats.add_argument("--no-continuous-usage", dest="continuous_usage", action="store_false",
                        help="do not ask vLLM for usage in every chunk (then tokens per chunk are not known and the "
                             "per-token ITL assumes one token per chunk; the request matches vllm bench serve's)")
-    stats.add_argument("--timeout", type=positive_float, default=600.0, help="seconds per request (default 600)")
+    stats.add_argument("--timeout", type=seconds, default=600.0, help="seconds per request (default 600)")
     p.set_defaults(handler=run)
 
 

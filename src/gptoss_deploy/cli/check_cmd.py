@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gptoss_deploy.cli.args import positive_float
+from gptoss_deploy.cli.args import seconds
 
 EXAMPLES = """examples:
   gptoss check http://127.0.0.1:8000                      # our server or anyone's (vLLM, llama.cpp, ...)
@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("url", help="base URL, with or without /v1")
     p.add_argument("--api-key-file", help="file holding the server's API key (also env API_KEY)")
     p.add_argument("--model", help="model to test (default: the first one /v1/models lists)")
-    p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--timeout", type=seconds, default=120.0, help="seconds per request (default 120)")
     p.set_defaults(handler=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gptoss_deploy.cli.args import bounded, non_negative, positive_float
+
 EXAMPLES = """examples:
   gptoss cost --results gptoss-bench.jsonl                       # every priced provider in the bundled table
   gptoss cost --tok-s 20 --price-per-hour 0.78                   # -> $10.83 per million output tokens
@@ -23,18 +25,18 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("throughput (one of)")
     src.add_argument("--results", help="journal or result JSON from `gptoss bench` (or `vllm bench serve`)")
-    src.add_argument("--tok-s", type=float, help="output tokens per second")
-    src.add_argument("--total-tok-s", type=float, help="input + output tokens per second (optional)")
+    src.add_argument("--tok-s", type=positive_float, help="output tokens per second")
+    src.add_argument("--total-tok-s", type=positive_float, help="input + output tokens per second (optional)")
     price = p.add_argument_group("price (default: every priced provider in the bundled table)")
     price.add_argument("--provider", action="append", help="provider id from the table (repeatable)")
     price.add_argument("--prices", help="price file (YAML, the shape of gptoss_deploy/data/prices.yaml)")
-    price.add_argument("--price-per-hour", type=float, help="what the whole box costs per hour, $")
-    price.add_argument("--gpus", type=int, default=1, help="GPUs rented (table prices are per GPU-hour)")
+    price.add_argument("--price-per-hour", type=positive_float, help="what the whole box costs per hour, $")
+    price.add_argument("--gpus", type=bounded(1, 100000, integer=True), default=1, help="GPUs rented (table prices are per GPU-hour)")
     owned = p.add_argument_group("owned hardware")
-    owned.add_argument("--purchase-price", type=float, help="$ paid for the box")
-    owned.add_argument("--amortise-months", type=float, default=36.0, help="write-off period (default 36)")
-    owned.add_argument("--watts", type=float, default=0.0, help="average draw while serving")
-    owned.add_argument("--usd-per-kwh", type=float, default=0.0, help="electricity price")
+    owned.add_argument("--purchase-price", type=positive_float, help="$ paid for the box")
+    owned.add_argument("--amortise-months", type=bounded(0, 1200, low_open=True), default=36.0, help="write-off period (default 36)")
+    owned.add_argument("--watts", type=non_negative, default=0.0, help="average draw while serving")
+    owned.add_argument("--usd-per-kwh", type=non_negative, default=0.0, help="electricity price")
     p.set_defaults(handler=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from gptoss_deploy.cli.args import port
+
 EXAMPLES = """examples:
   gptoss demo                 # build/reuse the lane, serve on 127.0.0.1:8000 until Ctrl-C
   gptoss demo --port 9000
@@ -19,7 +21,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                                            "trained to speak harmony) under ~/.cache/gptoss-deploy/lane and serve it "
                                            "with the OpenAI-compatible API, tool calling on.",
                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=port, default=8000)
     demo.add_argument("--once", action="store_true", help="answer one chat request and stop")
     demo.set_defaults(handler=run)
 

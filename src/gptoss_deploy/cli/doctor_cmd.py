@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gptoss_deploy.cli.args import positive_int
+from gptoss_deploy.cli.args import port
 
 EXAMPLES = """examples:
   gptoss doctor                                   # gpt-oss-120b on this host
@@ -22,7 +22,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                                         "(presence only), harmony vocab, installed engines vs known issues.",
                             epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", default="gpt-oss-120b", help="model to check for (catalog id, path, .gguf)")
-    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--target", choices=["docker", "compose", "image", "systemd", "kubernetes"],
                    help="how it will be deployed (adds the container checks for docker/compose/image)")
     p.set_defaults(handler=run)

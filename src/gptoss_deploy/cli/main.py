@@ -113,14 +113,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    _sigterm_interrupts()
+    _remember_environment_secrets()
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the single error boundary
+        from gptoss_deploy.inputs import user_error
+
         if getattr(args, "debug", False):
             traceback.print_exc()
-        return _report(exc, getattr(args, "json", False))
+        return _report(user_error(exc) or exc, getattr(args, "json", False))
+
+
+SECRET_VARIABLES = ("API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "VLLM_API_KEY", "LLAMA_API_KEY")
+
+
+def _remember_environment_secrets() -> None:
+    """Secrets given by environment are masked in everything the command writes, as key files are."""
+    import os
+
+    from gptoss_deploy.redact import remember
+
+    remember(*(os.environ.get(name) for name in SECRET_VARIABLES))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM stops a command the way Ctrl-C does (records marked interrupted, files closed, exit 130); `serve`
+    installs its own handlers for its supervised stop."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 if __name__ == "__main__":

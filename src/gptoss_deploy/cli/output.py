@@ -45,20 +45,26 @@ def envelope(schema: str, data: Any) -> dict[str, Any]:
 
 def emit_json(schema: str, data: Any) -> None:
     """Write a command's data to stdout as its versioned envelope (strict JSON: no NaN or Infinity)."""
-    json.dump(envelope(schema, data), sys.stdout, indent=2, default=str, allow_nan=False)
+    from gptoss_deploy.redact import redact_data
+
+    json.dump(redact_data(envelope(schema, data)), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
 
 
 def message(text: str) -> None:
     """A message for the person (stderr), unless --quiet."""
+    from gptoss_deploy.redact import redact
+
     if not _state["quiet"]:
-        sys.stderr.write(text.rstrip("\n") + "\n")
+        sys.stderr.write(redact(text).rstrip("\n") + "\n")
 
 
 def error(text: str) -> None:
     """An error for the person (stderr), shown even with --quiet."""
-    sys.stderr.write(text.rstrip("\n") + "\n")
+    from gptoss_deploy.redact import redact
+
+    sys.stderr.write(redact(text).rstrip("\n") + "\n")
 
 
 def console(stderr: bool = False):

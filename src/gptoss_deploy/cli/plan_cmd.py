@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from gptoss_deploy.cli.args import add_engine_knobs, add_engine_locations, add_host_flags, positive_int
+from gptoss_deploy.cli.args import add_engine_knobs, add_engine_locations, add_host_flags, bounded
 
 if TYPE_CHECKING:
     from gptoss_deploy.plan.types import Plan
@@ -41,7 +41,7 @@ def add_plan_flags(p: argparse.ArgumentParser) -> None:
     add_engine_knobs(p)
     p.add_argument("--vllm-version", help="plan for this vLLM release (default: installed, else the newest known)")
     p.add_argument("--offline", action="store_true", help="plan for a host without internet (harmony vocab)")
-    p.add_argument("--nodes", type=positive_int, default=1,
+    p.add_argument("--nodes", type=bounded(1, 1024, integer=True), default=1,
                    help="machines like this one: >1 plans TP within a node and pipeline parallel across nodes (Ray)")
     add_engine_locations(p)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gptoss_deploy.cli.args import positive_int
+from gptoss_deploy.cli.args import port
 from gptoss_deploy.cli.plan_cmd import add_plan_flags
 
 EXAMPLES = """examples:
@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--out", required=True, help="folder to write into")
     add_plan_flags(p)
     dep = p.add_argument_group("deployment")
-    dep.add_argument("--port", type=positive_int, default=8000, help="published port (default 8000)")
+    dep.add_argument("--port", type=port, default=8000, help="published port (default 8000)")
     dep.add_argument("--public", action="store_true", help="publish on all interfaces (needs --api-key-file)")
     dep.add_argument("--api-key-file", help="path ON THE TARGET HOST of the API key file (referenced, never read)")
     dep.add_argument("--hf-token-file", help="path on the target host of a Hugging Face token file (gated models)")
@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
     """`gptoss render TARGET --out DIR`: 0 written and valid, 1 a validation failed, 2 bad input."""
     from gptoss_deploy.cli.output import emit_json, message
     from gptoss_deploy.cli.plan_cmd import build_planned
-    from gptoss_deploy.errors import InputError
-    from gptoss_deploy.render.deployment import RenderOptions
-    from gptoss_deploy.render.output import render, validate, write
+    from gptoss_deploy.render.deployment import RenderOptions, check_options
+    from gptoss_deploy.render.output import render, validate, write, write_rejected
 
-    if not args.name.replace("-", "").isalnum():
-        raise InputError(f"--name {args.name!r} must be letters, digits and dashes", hint="e.g. --name gptoss-120b")
+    check_options(RenderOptions(name=args.name, image=args.image, api_key_file=args.api_key_file,
+                                hf_token_file=args.hf_token_file),
+                  {"proxy": args.proxy, "gptoss_path": args.gptoss_path})  # before any planning
     planned = build_planned(args)
     host, plan = planned.host, planned.plan
     options = RenderOptions(port=args.port, public=args.public, api_key_file=args.api_key_file,
@@ -66,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
     deployment, artifacts = render([args.target], plan, host, options,
                                    {"proxy": args.proxy, "monitoring": args.monitoring,
                                     "gptoss_path": args.gptoss_path})
-    paths = write(artifacts, Path(args.out), args.overwrite)
     checks = [] if args.no_validate else validate(artifacts, deployment, plan)
+    failed = [c for c in checks if c.failed]
+    if failed:  # a set that failed is never moved into place: it is kept aside for inspection
+        paths = [write_rejected(artifacts, Path(args.out)) / a.name for a in artifacts]
+    else:
+        paths = write(artifacts, Path(args.out), args.overwrite)
     if args.json:
         emit_json("render", {"deployment": deployment.model_dump(), "written": [str(p) for p in paths],
                    "validation": [c.model_dump() for c in checks]})
@@ -81,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
             message(f"note: {deployment.image_note}")
         for note in deployment.notes:
             message(f"note: {note}")
-    failed = [c for c in checks if c.failed]
     if failed and not args.json:
-        message(f"error: {len(failed)} check(s) failed: the files were written for inspection; do not deploy them "
-                "as they are (report the failure: it is a gptoss bug)")
+        message(f"error: {len(failed)} check(s) failed: nothing was written into {args.out}; the files are in "
+                f"{Path(args.out) / '.gptoss-rejected'} for inspection (report the failure: it is a gptoss bug)")
     return 1 if failed else 0

@@ -9,9 +9,10 @@ from gptoss_deploy.cli.args import (
     add_engine_knobs,
     add_engine_locations,
     add_host_flags,
-    positive_float,
-    positive_int,
+    bounded,
+    port,
     read_key_file,
+    seconds,
 )
 
 EXAMPLES = """examples:
@@ -43,20 +44,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_engine_knobs(p)
     net = p.add_argument_group("endpoint")
     net.add_argument("--host", help="address to bind (env HOST; default 127.0.0.1)")
-    net.add_argument("--port", type=positive_int, help="port (env PORT; default 8000)")
+    net.add_argument("--port", type=port, help="port (env PORT; default 8000)")
     net.add_argument("--served-model-name", help="the model name clients send (default: --model)")
     net.add_argument("--api-key-file", help="file holding the API key (or env API_KEY); required off loopback")
     sup = p.add_argument_group("supervision")
     sup.add_argument("--log-file", help="engine log (default: ~/.cache/gptoss-deploy/logs/serve-<port>.log)")
-    sup.add_argument("--ready-timeout", type=positive_float, help="seconds to become ready (default: by model size)")
-    sup.add_argument("--stall-timeout", type=positive_float, default=600.0,
+    sup.add_argument("--ready-timeout", type=seconds, help="seconds to become ready (default: by model size)")
+    sup.add_argument("--stall-timeout", type=seconds, default=600.0,
                      help="a hang: no log progress for this many seconds during startup (default 600)")
-    sup.add_argument("--stop-grace", type=positive_float, default=30.0, help="SIGTERM -> SIGKILL grace (s)")
+    sup.add_argument("--stop-grace", type=seconds, default=30.0, help="SIGTERM -> SIGKILL grace (s)")
     sup.add_argument("--watchdog", action="store_true", help="1-token canary every interval; restart on failure")
-    sup.add_argument("--canary-interval", type=positive_float, default=30.0)
-    sup.add_argument("--canary-timeout", type=positive_float, default=20.0)
-    sup.add_argument("--max-restarts", type=positive_int, default=5, help="within --restart-window, then give up")
-    sup.add_argument("--restart-window", type=positive_float, default=900.0)
+    sup.add_argument("--canary-interval", type=seconds, default=30.0)
+    sup.add_argument("--canary-timeout", type=seconds, default=20.0)
+    sup.add_argument("--max-restarts", type=bounded(1, 10_000, integer=True), default=5, help="within --restart-window, then give up")
+    sup.add_argument("--restart-window", type=seconds, default=900.0)
     sup.add_argument("--no-progress", action="store_true", help="no progress display (env SHOW_LOADING_PROGRESS=0)")
     add_engine_locations(p)
     saved = p.add_argument_group("a saved plan")
@@ -187,18 +188,22 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         prepared.launch.remove_files()  # the key file is not needed when nothing starts
         return _dry_run(args, prepared)
-    require_port_free(settings.host, settings.port)
-    for note in prepared.notes:
-        message(f"note: {note}")
-    log_path = Path(args.log_file) if args.log_file else default_log_path(settings.port)
-    options = SuperviseOptions(
-        ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
-        stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
-        canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout,
-        max_restarts=args.max_restarts, restart_window_s=args.restart_window)
-    supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
-                            StartupProgress(enabled=settings.show_loading_progress), stop_on_signals(), prepared.notes,
-                            prepared.download_probe)
+    try:  # until the supervisor owns the launch, a failure here must not leave its key file behind
+        require_port_free(settings.host, settings.port)
+        for note in prepared.notes:
+            message(f"note: {note}")
+        log_path = Path(args.log_file) if args.log_file else default_log_path(settings.port)
+        options = SuperviseOptions(
+            ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
+            stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
+            canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout,
+            max_restarts=args.max_restarts, restart_window_s=args.restart_window)
+        supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
+                                StartupProgress(enabled=settings.show_loading_progress), stop_on_signals(),
+                                prepared.notes, prepared.download_probe)
+    except BaseException:
+        prepared.launch.remove_files()
+        raise
     message(f"[serve] {prepared.launch.engine} {prepared.engine_info.version if prepared.engine_info else ''}: "
             f"{prepared.plan.model} as {prepared.endpoint.served_name}; log {log_path}")
     try:

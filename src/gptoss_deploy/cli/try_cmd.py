@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptoss_deploy.cli.args import add_engine_knobs, add_engine_locations, add_host_flags, positive_float, positive_int
+from gptoss_deploy.cli.args import add_engine_knobs, add_engine_locations, add_host_flags, port, seconds
 
 EXAMPLES = """examples:
   gptoss try --model gpt-oss-120b --dry-run                  # print the ladder
@@ -28,12 +28,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--model", "-m", default="gpt-oss-120b", help="catalog id, Hub id, model directory or .gguf")
     add_engine_knobs(p)
     p.add_argument("--gguf", help="GGUF (first shard) for the llama.cpp rung (default: the model's known GGUF)")
-    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--served-model-name")
     p.add_argument("--api-key-file", help="file holding the API key (or env API_KEY)")
     add_engine_locations(p)
     add_host_flags(p, "preview another machine (with --dry-run)")
-    p.add_argument("--rung-timeout", type=positive_float, help="seconds each rung may take to become ready "
+    p.add_argument("--rung-timeout", type=seconds, help="seconds each rung may take to become ready "
                                                                "(default: by model size)")
     p.add_argument("--journal", default="gptoss-try.jsonl", help="attempt journal (JSONL, appended)")
     p.add_argument("--resume", action="store_true", help="skip rungs already in the journal")

@@ -128,8 +128,22 @@ def hf_token_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {k: source[k] for k in HF_TOKEN_ENV if source.get(k)}
 
 
+def private_run_dir() -> Path:
+    """A folder only this user can list (0700), for the files a launch writes."""
+    from gptoss_deploy.vocab import cache_root
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(runtime) / "gptoss-deploy" if runtime and Path(runtime).is_dir() else cache_root() / "run"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    return folder
+
+
 def write_key_file(api_key: str, directory: Path | None = None) -> Path:
-    """A 0600 file holding the API key (for engines that read it from a file)."""
+    """A 0600 file holding the API key (for engines that read it from a file), by default in a 0700 folder of
+    ours ($XDG_RUNTIME_DIR/gptoss-deploy, else the cache's run/): never in a world-listable folder like /tmp."""
+    if directory is None:
+        directory = private_run_dir()
     handle, name = tempfile.mkstemp(prefix="gptoss-key-", dir=directory)
     os.fchmod(handle, 0o600)
     with os.fdopen(handle, "w") as sink:

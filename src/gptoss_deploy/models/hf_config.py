@@ -17,13 +17,15 @@ _ALIASES = {"num_local_experts": ("num_experts", "n_routed_experts"), "num_exper
 
 def load_config_file(path: Path) -> dict[str, Any]:
     """Parse config.json, naming the file in every error."""
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    from gptoss_deploy.inputs import MIB, read_user_file
+
+    if not path.exists():
         raise ModelConfigError(f"{path} does not exist",
-                               hint="point --model at a directory that holds the model's config.json") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelConfigError(f"{path} cannot be read: {exc}", hint="check the file's permissions") from exc
+                               hint="point --model at a directory that holds the model's config.json")
+    try:
+        content = json.loads(read_user_file(path, "model config", 4 * MIB))
+    except RecursionError:
+        raise ModelConfigError(f"{path} nests too deeply", hint="re-download config.json") from None
     except json.JSONDecodeError as exc:
         raise ModelConfigError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
                                hint="re-download config.json from the model repository") from exc
@@ -44,6 +46,16 @@ def arch_from_config(config: dict[str, Any], origin: str) -> ArchConfig:
         for alternative in alternatives:
             if name not in values and alternative in values:
                 values[name] = values[alternative]
+    for name in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "intermediate_size",
+                 "moe_intermediate_size", "max_position_embeddings", *REQUIRED_FIELDS):
+        value = values.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31):
+            raise ModelConfigError(f"{origin}: field {name} is {str(value)[:40]!r}, not a positive whole number",
+                                   hint="fix or re-download config.json")
+    if not isinstance(values.get("architectures") or [], list) or not all(
+            isinstance(a, str) for a in values.get("architectures") or []):
+        raise ModelConfigError(f"{origin}: field architectures must be a list of names",
+                               hint="fix or re-download config.json")
     values.setdefault("num_key_value_heads", values["num_attention_heads"])
     values.setdefault("head_dim", values["hidden_size"] // values["num_attention_heads"])
     values.setdefault("intermediate_size", values.get("moe_intermediate_size", 4 * values["hidden_size"]))

@@ -14,18 +14,18 @@ class ArchConfig(BaseModel):
     """The architecture fields of config.json (or a GGUF header) that size memory and speed."""
 
     architecture: str = "GptOssForCausalLM"
-    num_hidden_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    num_local_experts: int = Field(1, ge=1)
-    num_experts_per_tok: int = Field(1, ge=1)
-    sliding_window: int | None = None
-    layer_types: list[str] | None = None
-    vocab_size: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0, le=4096)
+    hidden_size: int = Field(gt=0, lt=2**31)
+    intermediate_size: int = Field(gt=0, lt=2**31)
+    num_attention_heads: int = Field(gt=0, lt=2**31)
+    num_key_value_heads: int = Field(gt=0, lt=2**31)
+    head_dim: int = Field(gt=0, lt=2**31)
+    num_local_experts: int = Field(1, ge=1, le=65536)
+    num_experts_per_tok: int = Field(1, ge=1, le=65536)
+    sliding_window: int | None = Field(None, ge=0, lt=2**31)
+    layer_types: list[str] | None = Field(None, max_length=4096)
+    vocab_size: int = Field(gt=0, lt=2**31)
+    max_position_embeddings: int = Field(gt=0, lt=2**31)
     tie_word_embeddings: bool = False
 
     def kinds(self) -> list[str]:

@@ -81,6 +81,34 @@ class Deployment(BaseModel):
 
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+# What a value must look like to be written into a shell script, Dockerfile, unit, Caddyfile, YAML or Nix file
+# unquoted-safe in every one of them: no spaces, quotes, $, `, \\, ;, &, |, <, >, %, newlines or other controls.
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@=,/-]{0,1023}$")
+SAFE_UNIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+SAFE_IMAGE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+                        r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
+SAFE_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                         r"[A-Za-z0-9])?)+$")
+
+
+def check_safe(value: str | None, pattern: re.Pattern[str], what: str, hint: str) -> None:
+    """InputError when a value meant for generated files does not match its strict pattern (so nothing a user
+    types can run a command or change a file's structure when the artifact is used)."""
+    if value is not None and not pattern.match(value):
+        raise InputError(f"{what} {value[:80]!r} has characters the generated files cannot carry safely", hint=hint)
+
+
+def check_options(options: RenderOptions, extra: dict[str, object] | None = None) -> None:
+    """Every free-text render option against its pattern (the error names the flag)."""
+    check_safe(options.name, SAFE_UNIT_NAME, "--name", "letters, digits, . _ - (e.g. gptoss-120b)")
+    check_safe(options.image, SAFE_IMAGE, "--image", "an image reference: registry/name:tag[@sha256:...], lowercase")
+    for flag, value in (("--api-key-file", options.api_key_file), ("--hf-token-file", options.hf_token_file)):
+        check_safe(value, SAFE_PATH, flag, "an absolute path of letters, digits and . _ + @ = , / -")
+    extra = extra or {}
+    proxy = extra.get("proxy")
+    check_safe(str(proxy) if proxy else None, SAFE_DOMAIN, "--proxy", "a domain name, e.g. llm.example.com")
+    gptoss_path = extra.get("gptoss_path")
+    check_safe(str(gptoss_path) if gptoss_path else None, SAFE_PATH, "--gptoss-path", "an absolute path")
 VOCAB_IN_CONTAINER = "/opt/gptoss/vocab"
 
 
@@ -133,6 +161,7 @@ def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
     if options.public and not options.api_key_file:
         raise InputError("a public endpoint needs an API key", hint="add --api-key-file PATH (the file on the target "
                                                                     "host; it is referenced, never read or copied)")
+    check_options(options)
     engine = registry.for_plan(plan)
     served = options.served_name or plan.model.split("/")[-1].removesuffix(".gguf")
     if not SAFE_NAME.match(served):
@@ -145,6 +174,12 @@ def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
         image = image.model_copy(update={"name": options.image, "note": None})
     key_path = f"{SECRETS_DIR}/api_key" if options.api_key_file else None
     env, mounts = _env_and_mounts(plan, model_ref, local, options)
+    for host_path in mounts:
+        check_safe(host_path, SAFE_PATH, "the local path", "move or link it to a path of letters, digits and "
+                   ". _ + @ = , / - (the artifacts mount it)")
+    for word in [*env.values(), model_ref]:
+        if any(ord(c) < 32 or ord(c) == 127 for c in word):
+            raise InputError(f"{word[:60]!r} holds control characters", hint="remove newlines and tabs from it")
     amd_env = {}
     if host.gpu is not None and host.gpu.gfx_target == "gfx1151":
         # ROCm settings for gfx1151 from the seed 002 NixOS setup (as quoted in issue #7)

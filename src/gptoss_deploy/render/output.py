@@ -4,6 +4,7 @@ with a real tool where one is installed (systemd-analyze, bash -n, kubernetes-va
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from gptoss_deploy.errors import InputError
 from gptoss_deploy.hardware.types import Host
 from gptoss_deploy.plan.types import Plan
-from gptoss_deploy.render.deployment import Deployment, RenderOptions, build
+from gptoss_deploy.render.deployment import Deployment, RenderOptions, build, check_options
 from gptoss_deploy.render.targets import TARGETS, Artifact, header
 
 ALL = tuple(TARGETS)
@@ -51,6 +52,7 @@ def render(targets: list[str], plan: Plan, host: Host, options: RenderOptions,
     unknown = [t for t in targets if t not in TARGETS and t != "all"]
     if unknown:
         raise InputError(f"unknown render target {unknown[0]!r}", hint=f"targets: {', '.join(ALL)}, all")
+    check_options(options, extra)
     d = build(plan, host, options)
     if d.nodes > 1:
         single = [t for t in targets if t not in MULTI_NODE and t != "all"]
@@ -102,22 +104,74 @@ def index_readme(d: Deployment, names: list[str]) -> Artifact:
 
 
 def write(artifacts: list[Artifact], out_dir: Path, force: bool) -> list[Path]:
-    """Write every artifact; an existing file is an error unless `force`, and then it is kept as FILE.bak."""
+    """Write the set all at once: every file goes into a staging folder inside `out_dir` first (fsynced), and only
+    when all are written is each moved into place (a rename); a failure part-way leaves `out_dir` as it was. An
+    existing file is an error unless `force`, and is then kept as FILE.bak (then FILE.bak.1, .2, ...: every
+    earlier copy is kept)."""
+    from gptoss_deploy.inputs import check_destination
+
+    for artifact in artifacts:
+        check_destination(out_dir / artifact.name, "render output")
     existing = [out_dir / a.name for a in artifacts if (out_dir / a.name).exists()]
     if existing and not force:
         raise InputError(f"{existing[0]} already exists" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""),
-                         hint="choose another --out, or pass --force (the old files are kept as .bak)")
-    written = []
-    for artifact in artifacts:
-        path = out_dir / artifact.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            shutil.copy2(path, path.with_name(path.name + ".bak"))
-        path.write_text(artifact.text)
-        if artifact.executable:
-            path.chmod(0o755)
-        written.append(path)
-    return written
+                         hint="choose another --out, or pass --overwrite (the old files are kept as .bak)")
+    staging = _stage(artifacts, out_dir)
+    try:
+        written = []
+        for artifact in artifacts:
+            path = out_dir / artifact.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                shutil.copy2(path, _free_backup(path))
+            os.replace(staging / artifact.name, path)
+            written.append(path)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_rejected(artifacts: list[Artifact], out_dir: Path) -> Path:
+    """A set that failed validation, kept for inspection in OUT/.gptoss-rejected/ (never moved into place)."""
+    folder = out_dir / ".gptoss-rejected"
+    shutil.rmtree(folder, ignore_errors=True)
+    staging = _stage(artifacts, out_dir)
+    os.replace(staging, folder)
+    return folder
+
+
+def _stage(artifacts: list[Artifact], out_dir: Path) -> Path:
+    """Every artifact written and fsynced into a fresh folder inside `out_dir` (same filesystem: renames are
+    atomic); on failure the folder is removed and the error says what happened."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".gptoss-staging-", dir=out_dir))
+    except OSError as exc:
+        raise InputError(f"cannot write into {out_dir}: {exc.strerror}", hint="choose a writable --out") from None
+    try:
+        for artifact in artifacts:
+            path = staging / artifact.name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as sink:
+                sink.write(artifact.text)
+                sink.flush()
+                os.fsync(sink.fileno())
+            path.chmod(0o755 if artifact.executable else 0o644)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(f"writing the files into {out_dir} failed ({exc.strerror}); nothing was changed there",
+                         hint="free disk space or choose another --out") from None
+    return staging
+
+
+def _free_backup(path: Path) -> Path:
+    """FILE.bak, else the first free FILE.bak.N: an earlier backup is never overwritten."""
+    candidate = path.with_name(path.name + ".bak")
+    number = 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.name}.bak.{number}")
+        number += 1
+    return candidate
 
 
 def validate(artifacts: list[Artifact], deployment: Deployment | None = None, plan: Plan | None = None) -> list[Validation]:

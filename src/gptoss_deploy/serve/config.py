@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gptoss_deploy.errors import InputError
+from gptoss_deploy.inputs import bounded, host_address, read_user_file
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -29,25 +30,10 @@ def parse_bool(text: str) -> bool:
     raise ValueError("expected true or false (1/0, yes/no, on/off)")
 
 
-def _positive_int(text: str) -> int:
-    value = int(str(text).strip())
-    if value <= 0:
-        raise ValueError("expected a positive whole number")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(str(text).strip())
-    if not 0 < value <= 1:
-        raise ValueError("expected a fraction in (0, 1]")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(str(text).strip())
-    if not 1 <= value <= 65535:
-        raise ValueError("expected a port number 1-65535")
-    return value
+_positive_int = bounded(1, 1 << 24, integer=True)
+_gpus = bounded(1, 4096, integer=True)
+_fraction = bounded(0, 1, low_open=True)
+_port = bounded(1, 65535, integer=True, what=": a TCP port")
 
 
 def _choice(*options: str) -> Callable[[str], str]:
@@ -77,7 +63,7 @@ CONTRACT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "model": ("MODEL", _text),
     "engine": ("ENGINE", _engine),
     "max_model_len": ("MAX_MODEL_LEN", _positive_int),
-    "tensor_parallel_size": ("TENSOR_PARALLEL_SIZE", _positive_int),
+    "tensor_parallel_size": ("TENSOR_PARALLEL_SIZE", _gpus),
     "gpu_memory_utilization": ("GPU_MEMORY_UTILIZATION", _fraction),
     "quantization": ("QUANTIZATION", _text),
     "kv_cache_dtype": ("KV_CACHE_DTYPE", _choice("auto", "fp8")),
@@ -88,7 +74,7 @@ CONTRACT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "enable_chunked_prefill": ("ENABLE_CHUNKED_PREFILL", parse_bool),
     "enable_auto_tool_choice": ("ENABLE_AUTO_TOOL_CHOICE", parse_bool),
     "tool_call_parser": ("TOOL_CALL_PARSER", _text),
-    "host": ("HOST", _text),
+    "host": ("HOST", host_address),
     "port": ("PORT", _port),
     "api_key": ("API_KEY", _text),
     "log_level": ("LOG_LEVEL", _choice("debug", "info", "warning", "error", "DEBUG", "INFO", "WARNING", "ERROR")),
@@ -129,12 +115,17 @@ def load_config_file(path: Path) -> dict[str, Any]:
     """A YAML mapping of settings (setting names or their environment names)."""
     import yaml
 
+    text = read_user_file(path, "config file")
     try:
-        loaded = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise InputError(f"cannot read config file {path}: {exc.strerror}", hint="check the path") from exc
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"config file {path} is not valid YAML: {exc}", hint="fix the file") from exc
+        # the position only: the parser's excerpt would print the line, which may hold a secret
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise InputError(f"config file {path} is not valid YAML{where}: {problem}", hint="fix the file") from None
+    except RecursionError:
+        raise InputError(f"config file {path} nests too deeply", hint="a flat mapping of settings") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -160,7 +151,7 @@ def _parse(name: str, raw: Any, origin: str) -> Any:
     try:
         return parser(raw)
     except ValueError as exc:
-        shown = "***" if name == "api_key" else repr(raw)
+        shown = "***" if name == "api_key" else repr(raw)[:80]
         raise InputError(f"{origin}: {shown} is not a valid {name}: {exc}",
                          hint="fix the value, or unset it to use the default") from None
 

@@ -33,9 +33,9 @@ class LogSink:
 
     def redact(self, text: str) -> str:
         """The text with every secret masked."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        from gptoss_deploy.redact import redact
+
+        return redact(text, self._secrets)
 
     def write(self, text: str) -> None:
         """Append text (already line-terminated or a progress fragment)."""

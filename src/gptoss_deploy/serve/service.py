@@ -119,8 +119,10 @@ def check_extra_args(extra: list[str]) -> None:
     secrets = _secret_flags()
     for token in extra:
         flag = token.split("=", 1)[0]
-        normalised = "--" + flag.lstrip("-").replace("_", "-") if flag.startswith("-") else flag
-        if normalised in secrets:
+        normalised = "--" + flag.lstrip("-").replace("_", "-").lower() if flag.startswith("-") else flag
+        # argparse takes unambiguous abbreviations (--api-k): a prefix of a secret flag is the secret flag
+        abbreviated = len(normalised) >= 6 and any(s.startswith(normalised) for s in secrets if s.startswith("--"))
+        if normalised in secrets or abbreviated:
             raise InputError(f"{flag} in the engine's extra arguments would put a secret on the command line "
                              "(visible in ps and logs)",
                              hint="use API_KEY or --api-key-file for the key, HF_TOKEN in the environment")
@@ -234,15 +236,19 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
     endpoint = Endpoint(host=settings.host, port=settings.port, served_name=served_name(settings, plan.model),
                         api_key=settings.api_key)
     launch = engine.launch(plan, endpoint, executable)
-    if settings.sources.get("log_level"):
-        launch.env |= engine.log_level_env(settings.log_level)
-    launch.argv += inputs.extra_args
-    if info is not None:
-        launch, adapted = engine.adapt(launch, info)
-        notes += adapted
-    if not is_loopback(endpoint.host):
-        notes.append(f"listening on {endpoint.host}: reachable from the network (API key required and set)")
-    download = engine.hub_download(plan, model)
-    probe = hub_download_probe(*download) if download else None
+    try:  # the launch may hold a key file: nothing below may leave it behind
+        if settings.sources.get("log_level"):
+            launch.env |= engine.log_level_env(settings.log_level)
+        launch.argv += inputs.extra_args
+        if info is not None:
+            launch, adapted = engine.adapt(launch, info)
+            notes += adapted
+        if not is_loopback(endpoint.host):
+            notes.append(f"listening on {endpoint.host}: reachable from the network (API key required and set)")
+        download = engine.hub_download(plan, model)
+        probe = hub_download_probe(*download) if download else None
+    except BaseException:
+        launch.remove_files()
+        raise
     return Prepared(plan=plan, model=model, launch=launch, endpoint=endpoint, engine_info=info, notes=notes,
                     download_probe=probe)

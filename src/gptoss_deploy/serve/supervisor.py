@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from gptoss_deploy.engines import Endpoint, Launch
 from gptoss_deploy.engines.base import HF_TOKEN_ENV
 from gptoss_deploy.errors import EngineError
+from gptoss_deploy.httpclient import bounded_client
 from gptoss_deploy.plan.types import Plan, Speed
 from gptoss_deploy.serve.compare import Comparison, compare
 from gptoss_deploy.serve.logparse import Phase, describe_failure
@@ -179,7 +180,7 @@ class Supervisor:
         self._on_gpu = uses_gpu(plan)
         # One client for every poll: a new httpx client per request costs ~50 ms of CPU (SSL context), which
         # competes with the engine's own startup on small machines.
-        self._http = httpx.Client()
+        self._http = bounded_client(60.0)
         self._gpu_used: tuple[float, int | None] = (0.0, None)
         self.notes = list(notes or [])
         self.download_probe = download_probe  # () -> (bytes so far, expected total or None)

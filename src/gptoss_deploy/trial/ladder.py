@@ -72,6 +72,7 @@ def build_ladder(base: ServeSettings, inputs: ServeInputs, gguf: str | None) -> 
         plan_error = exc.message
         prepared = prepare(base.model_copy(update={k: None for k in requested}), planning)
         rungs.append(Rung("as requested", f"the planner refused it: {exc.message}", verbatim=requested))
+    prepared.launch.remove_files()  # only its plan is used here
     planned = prepared.plan
     reset = {k: None for k in requested} if plan_error else {}  # later rungs start from the planner's values
     rungs.append(Rung("planned", _expected_for_plan(prepared), settings=dict(reset)))
