@@ -6,6 +6,7 @@ Usage: python bench/cli_fuzz.py [EXAMPLES]   (default 20,000)
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -29,8 +30,7 @@ def main() -> int:
     if run.returncode != 0 or counts is None:
         print(run.stdout[-3000:], run.stderr[-2000:], file=sys.stderr)
         return 1
-    codes = {int(k): v for k, v in json.loads(counts.group(2).replace("'", '"').replace("{", '{"').replace(", ", ', "')
-                                               .replace(": ", '": ')).items()} if counts.group(2) != "{}" else {}
+    codes = {int(k): v for k, v in ast.literal_eval(counts.group(2)).items()}
     result = {"benchmark": "cli_fuzz", "requested": examples, "invocations": int(counts.group(1)),
               "exit_codes": codes, "bug_exits": codes.get(70, 0), "hangs": 0, "leaks": 0,
               "max_invocation_s": float(counts.group(3)), "slowest": counts.group(4),
