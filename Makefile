@@ -15,12 +15,15 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/gptoss demo
 
-# Validators the render tests use where the machine has them: systemd-analyze ships with systemd; Nix's parser
-# comes from Debian's nix-bin (best effort: needs root and apt; without it the NixOS check says "skipped").
+# Tools the render tests use where the machine has them (best effort: needs root and apt; without them the
+# NixOS parse check says "skipped" and the container tests are skipped with the reason): Debian's nix-bin
+# (nix-instantiate), podman + runc (the rendered artifacts run in podman) and debootstrap (stand-in image roots).
+TOOLS_APT = $(if $(shell command -v nix-instantiate),,nix-bin) $(if $(shell command -v podman),,podman) \
+	$(if $(shell command -v runc),,runc) $(if $(shell command -v debootstrap),,debootstrap)
 tools:
-	@command -v nix-instantiate >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nix-bin) >/dev/null 2>&1; } \
-	  || echo "note: nix-instantiate unavailable; NixOS modules are not parse-checked"
+	@[ -z "$(strip $(TOOLS_APT))" ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TOOLS_APT)) >/dev/null 2>&1; } \
+	  || echo "note: could not install $(strip $(TOOLS_APT)); the tests that need them say skipped"
 
 # ruff (lint) and mypy (strict on plan/, engines/ and planning.py) first, then every test.
 lint: install
