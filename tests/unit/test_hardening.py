@@ -16,6 +16,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -153,6 +154,7 @@ def test_cli_fuzz_no_bug_exit_no_hang_no_leak(planted: dict[str, str], tmp_path:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.chdir(tmp_path)
     previous = signal.signal(signal.SIGALRM, _alarm)
+    started_at = time.time()
 
     @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
@@ -187,8 +189,31 @@ def test_cli_fuzz_no_bug_exit_no_hang_no_leak(planted: dict[str, str], tmp_path:
     finally:
         signal.signal(signal.SIGALRM, previous)
         TALLY.max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    leaked = _files_holding_secrets(started_at, exclude=Path(planted["KEY"]).parent)
+    assert not leaked, leaked
     assert TALLY.count >= min(FUZZ_EXAMPLES, 2000) * 0.9  # hypothesis ran them (it may drop a few duplicates)
     assert set(TALLY.codes) - {0, 1, 2} == set()
+
+
+def _files_holding_secrets(since: float, exclude: Path) -> list[str]:
+    """Files written since `since` under the tool's cache folder, the temporary folder and the working folder
+    (every place a command may write) that hold the planted key or token."""
+    roots = {Path(os.environ["GPTOSS_CACHE"]), Path(tempfile.gettempdir()), Path.cwd()}
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            try:
+                if exclude in path.parents or not path.is_file() or path.is_symlink():
+                    continue
+                info = path.stat()
+                if info.st_mtime < since or info.st_size > 50 * 2**20:
+                    continue
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if KEY.encode() in data or TOKEN.encode() in data:
+                found.append(str(path))
+    return found
 
 
 def test_file_inputs_are_refused_before_reading(planted: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
