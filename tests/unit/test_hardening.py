@@ -419,3 +419,21 @@ def test_a_plan_is_never_saved_over_a_device_or_pipe(planted: dict[str, str], ca
     assert main(["plan", "--profile", "h100", "--save", planted["FIFO"]]) == 2
     assert "not a regular file" in capsys.readouterr().err
     assert stat.S_ISFIFO(os.stat(planted["FIFO"]).st_mode)
+
+
+def test_sigterm_stops_bench_like_ctrl_c_with_the_result_marked_interrupted(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    with fake_server("endless_stream", api_key=KEY) as server:
+        process = subprocess.Popen([sys.executable, "-m", "gptoss_deploy.cli.main", "bench", server.base_url,
+                                    "--num-prompts", "4", "--concurrency", "2", "--warmups", "0", "--timeout", "120",
+                                    "--dataset", "story", "--output-len", "4", "--journal", str(journal)],
+                                   env=os.environ | {"API_KEY": KEY, "PYTHONPATH": str(PROJECT / "src")},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and '"kind":"run"' not in (journal.read_text() if journal.exists() else ""):
+            time.sleep(0.2)
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    records = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert records[-1]["kind"] == "result" and records[-1]["result"]["ext"]["interrupted"] is True, err[-800:]

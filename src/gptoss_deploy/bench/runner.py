@@ -301,7 +301,8 @@ class Benchmark:
         c = self.config
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # only possible in the main thread
-            loop.add_signal_handler(signal.SIGINT, self._interrupt)
+            for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM (docker stop, systemd, kill) as Ctrl-C
+                loop.add_signal_handler(signum, self._interrupt)
         async with open_session(c.max_concurrency, c.timeout_s) as session:
             warmup_s = 0.0
             if warmup:
