@@ -390,6 +390,7 @@ def gptoss_image(shared: Lane, vllm_image: str, tmp_path_factory: pytest.TempPat
     containers.podman("build", "--format", "docker", "--network", "none", "--pull=never", "--build-arg", "SSH=0",
                       "-t", tag, str(setup.out), timeout=1800)
     yield tag, setup
+    containers.cleanup(setup.name)  # the documented run's HF cache volume
     containers.podman("rmi", "--force", tag, check=False)
 
 
