@@ -26,8 +26,9 @@ MIB = 1024 * KIB
 SECRET_FILE_MAX = 16 * KIB
 DOCUMENT_MAX = 32 * MIB
 JOURNAL_MAX = 512 * MIB
-HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
-                      r"[A-Za-z0-9])?)*\.?$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")  # RFC 1123: one label or more
+DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+$")  # a dotted name, as a TLS proxy serves
 
 
 def bounded(low: float, high: float, *, integer: bool = False, low_open: bool = False, allow_inf: bool = False,
@@ -111,6 +112,13 @@ def check_destination(path: str | Path, what: str) -> None:
         raise InputError(f"cannot use {what} {str(path)[:200]}: {exc.strerror}", hint="choose another path") from None
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{what} {str(path)[:200]} exists and is not a regular file", hint="choose a file path")
+
+
+def yaml_position(exc: BaseException) -> str:
+    """Where a YAML parse failed (" at line L, column C"), without the parser's excerpt of the line: a user's file
+    may hold a secret on it."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
 
 
 def user_error(exc: BaseException) -> InputError | None:

@@ -80,15 +80,13 @@ def load_price_table(path: Path | None = None) -> PriceTable:
 
     if path is None:
         return price_table()
-    from gptoss_deploy.inputs import MIB, read_user_file
+    from gptoss_deploy.inputs import MIB, read_user_file, yaml_position
 
     text = read_user_file(path, "price file", 4 * MIB)
     try:
         content = yaml.safe_load(text)
     except (yaml.YAMLError, RecursionError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"the price file {path} is not valid YAML{where}",
+        raise InputError(f"the price file {path} is not valid YAML{yaml_position(exc)}",
                          hint="a YAML file with providers: {name: {price_per_hour: N}}") from None
     if not isinstance(content, dict) or not isinstance(content.get("providers"), dict):
         raise InputError(f"{path} has no `providers:` mapping", hint="see gptoss_deploy/data/prices.yaml for the shape")

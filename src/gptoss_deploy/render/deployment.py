@@ -14,6 +14,7 @@ from gptoss_deploy.engines import Binding, registry
 from gptoss_deploy.engines.base import ContainerImage
 from gptoss_deploy.errors import InputError
 from gptoss_deploy.hardware.types import Host
+from gptoss_deploy.inputs import DOMAIN
 from gptoss_deploy.plan.types import Plan
 
 CONTAINER_PORT = 8000
@@ -87,8 +88,7 @@ SAFE_PATH = re.compile(r"^/[A-Za-z0-9._+@=,/-]{0,1023}$")
 SAFE_UNIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 SAFE_IMAGE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
                         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
-SAFE_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
-                         r"[A-Za-z0-9])?)+$")
+SAFE_DOMAIN = DOMAIN
 
 
 def check_safe(value: str | None, pattern: re.Pattern[str], what: str, hint: str) -> None:

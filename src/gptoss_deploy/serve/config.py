@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gptoss_deploy.errors import InputError
-from gptoss_deploy.inputs import bounded, host_address, read_user_file
+from gptoss_deploy.inputs import bounded, host_address, read_user_file, yaml_position
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -119,11 +119,9 @@ def load_config_file(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        # the position only: the parser's excerpt would print the line, which may hold a secret
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise InputError(f"config file {path} is not valid YAML{where}: {problem}", hint="fix the file") from None
+        raise InputError(f"config file {path} is not valid YAML{yaml_position(exc)}: {problem}",
+                         hint="fix the file") from None
     except RecursionError:
         raise InputError(f"config file {path} nests too deeply", hint="a flat mapping of settings") from None
     if loaded is None:
