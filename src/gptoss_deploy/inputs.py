@@ -74,7 +74,7 @@ def host_address(text: str) -> str:
     return value
 
 
-def read_user_file(path: str | Path, what: str, max_bytes: int = DOCUMENT_MAX, binary: bool = False) -> str:
+def read_user_file(path: str | Path, what: str, max_bytes: int = DOCUMENT_MAX) -> str:
     """The text of a file the user named: it must be a regular file (not a FIFO, device or folder) of at most
     `max_bytes`, in UTF-8. Every failure is an InputError naming the file and saying what to do."""
     shown = str(path)[:200]

@@ -24,7 +24,6 @@ def bounded(low: float, high: float, *, integer: bool = False, low_open: bool = 
 
 
 # The numeric flag types every command uses: all finite, all bounded.
-positive_int: Callable[[str], int] = bounded(1, 10**9, integer=True)  # type: ignore[assignment]
 positive_float = bounded(0, 1e9, low_open=True)
 fraction = bounded(0, 1, low_open=True, what=": a fraction of GPU memory, e.g. 0.9")
 port: Callable[[str], int] = bounded(1, 65535, integer=True, what=": a TCP port")  # type: ignore[assignment]
