@@ -36,6 +36,9 @@ class HostChoice:
     gpu_memory_gib: float | None = None
     ram_gib: float | None = None
     cpu_only: bool = False
+    gpu_bandwidth_gbs: float | None = None
+    compute_capability: str | None = None
+    gfx_target: str | None = None
 
     @property
     def is_this_machine(self) -> bool:
@@ -64,6 +67,8 @@ def resolve_host(choice: HostChoice) -> Host:
         raise InputError("--gpus needs --gpu", hint="e.g. --gpu L40S --gpus 4")
     if choice.profile:
         host = profile_host(choice.profile)
+    elif choice.gpu and (choice.compute_capability or choice.gfx_target):
+        host = _described_host(choice)
     elif choice.gpu:
         host = compose_host(choice.gpu, choice.gpus or 1)
     else:
@@ -73,12 +78,38 @@ def resolve_host(choice: HostChoice) -> Host:
         updates["gpus"] = []
     if choice.ram_gib:
         updates["ram_bytes"] = int(choice.ram_gib * GIB)
-    if choice.gpu_memory_gib:
+    if choice.gpu_memory_gib and not host.source.startswith("described:"):
         if not host.gpus or choice.cpu_only:
             raise InputError("--gpu-memory-gib needs a GPU", hint="add --profile or --gpu")
         size = int(choice.gpu_memory_gib * GIB)
         updates["gpus"] = [g.model_copy(update={"memory_bytes": size, "visible_bytes": size}) for g in host.gpus]
+    if choice.gpu_bandwidth_gbs:
+        gpus = updates.get("gpus", host.gpus)
+        assert isinstance(gpus, list)
+        if not gpus:
+            raise InputError("--gpu-bandwidth-gbs needs a GPU", hint="add --profile or --gpu")
+        updates["gpus"] = [g.model_copy(update={"bandwidth_gbs": choice.gpu_bandwidth_gbs}) for g in gpus]
     return host.model_copy(update=updates) if updates else host
+
+
+def _described_host(choice: HostChoice) -> Host:
+    """--gpu NAME described by --gpu-memory-gib and --compute-capability / --gfx-target (a GPU the catalog lacks)."""
+    from gptoss_deploy.hardware.profiles import GpuDescription, described_host, find_gpu_key
+
+    assert choice.gpu is not None
+    if choice.compute_capability and choice.gfx_target:
+        raise InputError("--compute-capability (NVIDIA) and --gfx-target (AMD) are alternatives",
+                         hint="describe the GPU with the one its vendor uses")
+    known = find_gpu_key(choice.gpu)
+    if known is not None:
+        raise InputError(f"{choice.gpu!r} is in the catalog ({known}): its architecture is known",
+                         hint="drop --compute-capability / --gfx-target (--gpu-memory-gib and --gpu-bandwidth-gbs "
+                              "still override the catalog's figures)")
+    if not choice.gpu_memory_gib:
+        raise InputError(f"describing {choice.gpu!r} needs its memory", hint="add --gpu-memory-gib G (per GPU)")
+    description = GpuDescription(choice.gpu, choice.gpu_memory_gib, choice.gpu_bandwidth_gbs,
+                                 choice.compute_capability, choice.gfx_target)
+    return described_host(description, choice.gpus or 1, choice.ram_gib)
 
 
 def installed_versions(locations: Mapping[str, str | None]) -> dict[str, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gptoss_deploy.errors import InputError
 from gptoss_deploy.hardware.profiles import profile_host
 from gptoss_deploy.models import catalog
 from gptoss_deploy.plan.planner import make_plan
@@ -100,7 +101,8 @@ def test_offline_without_vocab_flags_the_harmony_issue_and_with_vocab_sets_env()
 
 
 def test_gpt_oss_needs_vllm_0_10_1() -> None:
-    assert plan_for("h100", vllm_version="0.9.2", engine="vllm").verdict == "does not fit"
+    with pytest.raises(InputError, match="predates gpt-oss support"):
+        plan_for("h100", vllm_version="0.9.2", engine="vllm")
 
 
 def test_default_batch_tiers_follow_the_vllm_version() -> None:

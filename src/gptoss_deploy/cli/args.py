@@ -62,6 +62,12 @@ def add_host_flags(parser: argparse.ArgumentParser, title: str = "hardware (defa
     where.add_argument("--gpus", type=gpu_count, default=None, help="number of GPUs with --gpu (default 1)")
     where.add_argument("--gpu-memory-gib", type=bounded(0, 65536, low_open=True), help="override the memory of each GPU, GiB")
     where.add_argument("--ram-gib", type=bounded(0, 1 << 24, low_open=True), help="host RAM, GiB (for CPU-offloaded experts)")
+    where.add_argument("--gpu-bandwidth-gbs", type=bounded(0, 1e6, low_open=True),
+                       help="memory bandwidth of each GPU, GB/s (a GPU the catalog lacks, or to override it)")
+    where.add_argument("--compute-capability", help="describe an NVIDIA GPU the catalog lacks: MAJOR.MINOR (with "
+                                                   "--gpu NAME --gpu-memory-gib G)")
+    where.add_argument("--gfx-target", help="describe an AMD GPU the catalog lacks: gfxNNNN (with --gpu NAME "
+                                           "--gpu-memory-gib G)")
 
 
 def host_choice(args: argparse.Namespace):
@@ -69,7 +75,8 @@ def host_choice(args: argparse.Namespace):
     from gptoss_deploy.planning import HostChoice
 
     return HostChoice(profile=args.profile, gpu=args.gpu, gpus=args.gpus, gpu_memory_gib=args.gpu_memory_gib,
-                      ram_gib=args.ram_gib)
+                      ram_gib=args.ram_gib, gpu_bandwidth_gbs=args.gpu_bandwidth_gbs,
+                      compute_capability=args.compute_capability, gfx_target=args.gfx_target)
 
 
 def add_engine_locations(parser: argparse.ArgumentParser) -> None:

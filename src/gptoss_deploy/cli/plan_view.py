@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -14,6 +15,8 @@ from gptoss_deploy.plan.types import Plan, VllmMemory
 VERDICT_STYLE = {"fits": "bold green", "fits with changes": "bold yellow", "does not fit": "bold red"}
 SEVERITY_STYLE = {"refuse": "red", "warn": "yellow", "info": "cyan"}
 BAR_WIDTH = 50
+LABEL_STYLE = {"measured": "green", "derived": "cyan", "extrapolated": "yellow", "estimated": "magenta",
+               "given": "white"}
 
 
 def memory_bar(memory: VllmMemory) -> Text:
@@ -60,7 +63,8 @@ def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -
         out.print(memory_bar(plan.memory))
     if plan.llamacpp is not None:
         ll = plan.llamacpp
-        out.print(f"\n[bold]llama.cpp[/bold] GGUF {ll.model_bytes / GIB:.1f} GiB, KV {ll.kv_bytes / GIB:.2f} GiB "
+        out.print(f"\n[bold]llama.cpp[/bold] {ll.n_parallel} slots x {ll.n_ctx // max(ll.n_parallel, 1):,} tokens "
+                  f"(-c {ll.n_ctx:,} shared), GGUF {ll.model_bytes / GIB:.1f} GiB, KV {ll.kv_bytes / GIB:.2f} GiB "
                   f"+ SWA {ll.swa_bytes / GIB:.2f} GiB, compute {ll.compute_bytes / GIB:.1f} GiB; "
                   f"--n-cpu-moe {ll.n_cpu_moe} ({ll.cpu_expert_bytes / GIB:.1f} GiB of experts in RAM)")
     command = _command_line(plan)
@@ -73,9 +77,16 @@ def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -
             out.print(f"  {line}")
     if plan.speed is not None:
         s = plan.speed
-        out.print(f"\n[bold]Decode, one stream[/bold]: ceiling {s.ceiling_tokens_per_s:.0f} tok/s "
+        out.print(f"\n[bold]Decode, one stream[/bold]: ceiling {s.ceiling_tokens_per_s:.0f} tok/s \\[derived] "
                   f"({s.bandwidth_gbs:.0f} GB/s ÷ {s.bytes_per_token / 1e9:.2f} GB/token), expected "
-                  f"~{s.expected_tokens_per_s:.0f} tok/s ({s.basis})")
+                  f"~{s.expected_tokens_per_s:.0f} tok/s \\[{s.label}] ({escape(s.basis)}; anchor: {escape(s.anchor)})")
+    if plan.figures:
+        table = Table("number", "value", "label", "how it is known", title="Where the numbers come from",
+                      title_justify="left")
+        for figure in plan.figures:
+            basis = figure.basis if len(figure.basis) <= 90 else figure.basis[:87] + "..."
+            table.add_row(figure.name, figure.value, Text(figure.label, style=LABEL_STYLE.get(figure.label, "")), basis)
+        out.print(table)
     if plan.issues:
         table = Table("severity", "known issue", "fix", "source", title="Known issues that apply", title_justify="left")
         for issue in plan.issues:
@@ -89,8 +100,14 @@ def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -
             table.add_row(alt.description, Text(alt.verdict, style=VERDICT_STYLE[alt.verdict]), alt.detail)
         out.print(table)
     if explain and plan.explain:
-        table = Table("quantity", "formula", "inputs", "result", title="How the numbers were computed", title_justify="left")
+        table = Table("quantity", "formula", "inputs", "result", "label", title="How the numbers were computed",
+                      title_justify="left")
         for item in plan.explain:
             inputs = ", ".join(f"{k}={v}" for k, v in item.inputs.items())
-            table.add_row(item.name, item.formula, inputs, item.result)
+            table.add_row(item.name, item.formula, inputs, item.result, item.label)
         out.print(table)
+        sources = [(f.name, f.source) for f in plan.figures if f.source]
+        if sources:
+            out.print("\n[bold]Sources[/bold]")
+            for name, source in sources:
+                out.print(f"  {name}: {source}", soft_wrap=True)

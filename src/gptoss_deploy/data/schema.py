@@ -50,6 +50,8 @@ class BatchTier(Strict):
     min_gib: float = Field(ge=0)
     since: str | None = None
     exclude_name: str | None = None
+    only_unified: bool = Field(False, description="applies to unified-memory GPUs only (GB10)")
+    source: str | None = None
     max_num_batched_tokens: int = Field(gt=0)
     max_num_seqs: int = Field(gt=0)
 
@@ -71,14 +73,9 @@ class DefaultBatch(Strict):
 
 
 class MemoryModel(Strict):
-    """The resident-memory model of the planner (calibration constants with their source)."""
+    """Host-side reserves the planner keeps (vLLM's non-KV memory is in vllm_memory.yaml)."""
 
     source: str
-    non_torch_gib: float = Field(ge=0)
-    non_torch_per_extra_rank_gib: float = Field(ge=0)
-    activation_bytes_per_token: int = Field(gt=0)
-    sampler_bytes_per_vocab_entry: int = Field(gt=0)
-    cudagraph_gib_per_layer_at_1024: float = Field(ge=0)
     unified_memory_os_reserve_gib: float = Field(ge=0)
     consumer_display_reserve_gib: float = Field(ge=0)
 

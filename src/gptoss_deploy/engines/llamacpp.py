@@ -299,8 +299,10 @@ class LlamacppEngine(Engine):
     # -- the log --------------------------------------------------------------------------------------------
     def plan_vs_actual(self, plan: Plan, facts: dict[str, str]) -> list[Comparison]:
         """Slots, context per slot, and the buffer sizes logged at verbosity 4."""
+        from gptoss_deploy.plan.llamacpp_memory import context_cells
+
         s = settings_of(plan)
-        slot_ctx = s.n_ctx // max(s.n_parallel, 1)
+        slot_ctx = context_cells(s.n_ctx, max(s.n_parallel, 1))[1]
         return [
             exact_row("slots (-np)", str(s.n_parallel), facts.get("n_slots")),
             exact_row("context per slot", str(slot_ctx), facts.get("n_ctx_slot")),
@@ -337,16 +339,22 @@ class LlamacppEngine(Engine):
         return package, "llama.cpp (llama-server)"
 
     def with_settings(self, plan: Plan, values: dict[str, Any]) -> Plan:
-        """Force the context (max_model_len -> -c) and slots (max_num_seqs -> -np); other settings are vLLM's."""
+        """Force the per-request context (max_model_len) and slots (max_num_seqs -> -np); -c is slots x context."""
+        from gptoss_deploy.plan.llamacpp_memory import context_cells
+
         names = {"max_model_len": "n_ctx", "max_num_seqs": "n_parallel"}
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise InputError(f"llama.cpp plans have no setting {', '.join(unknown)}",
-                             hint="llama.cpp takes max_model_len (-c) and max_num_seqs (-np)")
-        update = {names[k]: v for k, v in values.items()}
-        return plan.model_copy(update={"llamacpp": settings_of(plan).model_copy(update=update)})
+                             hint="llama.cpp takes max_model_len (context per slot) and max_num_seqs (-np)")
+        s = settings_of(plan)
+        slots = int(values.get("max_num_seqs", s.n_parallel))
+        per_request = int(values.get("max_model_len", context_cells(s.n_ctx, max(s.n_parallel, 1))[1]))
+        update = {"n_parallel": slots, "n_ctx": slots * per_request}
+        return plan.model_copy(update={"llamacpp": s.model_copy(update=update)})
 
     def describe(self, plan: Plan) -> str:
         """Context, slots, layers and CPU experts."""
         s = settings_of(plan)
-        return f"llama.cpp ctx {s.n_ctx} x {s.n_parallel} slots, -ngl {s.n_gpu_layers}, --n-cpu-moe {s.n_cpu_moe}"
+        return (f"llama.cpp {s.n_parallel} slots x {s.n_ctx // max(s.n_parallel, 1)} tokens (-c {s.n_ctx}), "
+                f"-ngl {s.n_gpu_layers}, --n-cpu-moe {s.n_cpu_moe}")

@@ -18,6 +18,11 @@ GTT_OS_RESERVE_GIB = 8
 _ARCH_BY_GFX = {"gfx942": "cdna3", "gfx950": "cdna4", "gfx1151": "rdna3.5", "gfx1100": "rdna3"}
 
 
+def arch_for_gfx(gfx: str) -> str:
+    """Architecture family for a gfx target (gfx942 -> cdna3), 'unknown' for others."""
+    return _ARCH_BY_GFX.get(gfx, "unknown")
+
+
 def recommended_gtt(ram_gib: float) -> tuple[int, int]:
     """(amdgpu.gttsize in MiB, ttm.pages_limit in 4 KiB pages) giving the GPU all RAM but GTT_OS_RESERVE_GIB."""
     gtt_mib = max(0, int((ram_gib - GTT_OS_RESERVE_GIB) * 1024))
@@ -103,7 +108,7 @@ def detect_amd(root: Path = Path("/")) -> tuple[list[Gpu], AmdHostSettings | Non
                          "ttm.pages_limit to give the GPU more")
         name = _read(device / "product_name") or (known.name if known else f"AMD GPU {gfx or 'unknown'}")
         gpus.append(Gpu(
-            name=name, key=key, vendor="amd", arch=_ARCH_BY_GFX.get(gfx or "", "unknown"), gfx_target=gfx,
+            name=name, key=key, vendor="amd", arch=arch_for_gfx(gfx or ""), gfx_target=gfx,
             memory_bytes=budget, visible_bytes=max(visible, 1), unified_memory=unified,
             bandwidth_gbs=known.bandwidth_gbs if known else None, memory_source=source,
         ))

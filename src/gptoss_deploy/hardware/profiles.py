@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 
 from gptoss_deploy import data
 from gptoss_deploy.data.schema import GpuSpec
@@ -70,6 +71,9 @@ def _unknown(name: str, what: str) -> UnknownProfileError:
     candidates = profile_names()
     close = difflib.get_close_matches(_normalise(name), candidates, n=5, cutoff=0.4)
     hint = (f"did you mean: {', '.join(close)}?" if close else "") + " Run `gptoss profiles` to list them all."
+    if what == "GPU":
+        hint += (" Or describe it: --gpu NAME --gpu-memory-gib G --compute-capability X.Y (NVIDIA) or --gfx-target "
+                 "gfxNNNN (AMD) [--gpu-bandwidth-gbs B].")
     return UnknownProfileError(f"unknown {what} {name!r}", hint=hint.strip())
 
 
@@ -86,6 +90,54 @@ def compose_host(gpu_name: str, count: int, ram_gib: float | None = None) -> Hos
         ram = gpu.memory_bytes
     arch = _gpu_table()[key].host_arch or "x86_64"
     return Host(gpus=[gpu] * count, ram_bytes=ram, cpu=Cpu(arch=arch), source=f"composed:{key}x{count}")
+
+
+@dataclass(frozen=True)
+class GpuDescription:
+    """A GPU described on the command line (`--gpu NAME --gpu-memory-gib G --compute-capability X.Y`)."""
+
+    name: str
+    memory_gib: float
+    bandwidth_gbs: float | None = None
+    compute_capability: str | None = None
+    gfx_target: str | None = None
+
+
+def describe_gpu(description: GpuDescription) -> Gpu:
+    """A Gpu for a model the catalog lacks: the architecture from the compute capability (NVIDIA) or the gfx
+    target (AMD); the runtime sees the memory less DEFAULT_RESERVED_GIB, as for catalog entries without a
+    measured figure."""
+    from gptoss_deploy.hardware.amd import arch_for_gfx
+    from gptoss_deploy.hardware.nvidia import arch_for
+
+    if description.compute_capability:
+        match = re.fullmatch(r"(\d{1,2})\.(\d)", description.compute_capability.strip())
+        if match is None:
+            raise InputError(f"--compute-capability {description.compute_capability!r} is not MAJOR.MINOR",
+                             hint="e.g. 8.6 (A10G, RTX 3090), 8.9 (L4), 9.0 (H100), 10.0 (B200), 12.0 (RTX 5090)")
+        cc = (int(match.group(1)), int(match.group(2)))
+        vendor, arch, gfx = "nvidia", arch_for(cc), None
+        capability: str | None = f"{cc[0]}.{cc[1]}"
+    else:
+        gfx = (description.gfx_target or "").strip().lower()
+        if not re.fullmatch(r"gfx[0-9a-f]{3,4}", gfx):
+            raise InputError(f"--gfx-target {description.gfx_target!r} is not an AMD gfx name",
+                             hint="e.g. gfx942 (MI300X/MI325X), gfx950 (MI355X), gfx1151 (Strix Halo)")
+        vendor, arch, capability = "amd", arch_for_gfx(gfx), None
+    memory = int(description.memory_gib * GIB)
+    reserved = int(DEFAULT_RESERVED_GIB * GIB)
+    return Gpu(name=description.name, key=None, vendor=vendor, arch=arch, compute_capability=capability,
+               gfx_target=gfx, memory_bytes=memory, visible_bytes=max(memory - reserved, memory // 2),
+               bandwidth_gbs=description.bandwidth_gbs, memory_source="described")
+
+
+def described_host(description: GpuDescription, count: int, ram_gib: float | None = None) -> Host:
+    """A host of `count` described GPUs."""
+    if count < 1:
+        raise InputError(f"--gpus must be at least 1, got {count}", hint="pass the number of GPUs in the box")
+    gpu = describe_gpu(description)
+    ram = int(ram_gib * GIB) if ram_gib else None
+    return Host(gpus=[gpu] * count, ram_bytes=ram, source=f"described:{_normalise(description.name)}x{count}")
 
 
 def profile_host(name: str) -> Host:

@@ -3,6 +3,7 @@ log, speed, explain, TP alternatives, nodes) and the llama.cpp plan. Pure; engin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gptoss_deploy import __version__, data
@@ -11,8 +12,9 @@ from gptoss_deploy.hardware.types import GIB, Gpu, Host
 from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan import explain, versions
 from gptoss_deploy.plan import speed as speed_model
+from gptoss_deploy.plan.figures import llamacpp_figures, vllm_figures
 from gptoss_deploy.plan.issues import IssueContext, matching_issues
-from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION, LlamacppFit, gguf_for, plan_llamacpp
+from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION, LlamacppFit, gguf_for, plan_slots
 from gptoss_deploy.plan.refusals import refuse_requested
 from gptoss_deploy.plan.search import Knobs, Search, VllmCandidate, evaluate, starting_point, valid_tp_sizes
 from gptoss_deploy.plan.types import Alternative, Change, Plan, PlanRequest, Speed, VllmSettings
@@ -20,6 +22,8 @@ from gptoss_deploy.plan.vllm_memory import predicted_log_lines
 from gptoss_deploy.plan.weights import weight_bytes
 
 SPEED_CONTEXT = 2048         # context length at which the decode speed is estimated
+VLLM_ANCHOR_TOKENS_PER_S = 303.0  # speed.VLLM_ANCHOR
+LLAMACPP_ANCHOR_TOKENS_PER_S = 47.4  # speed.LLAMACPP_ANCHOR
 OFFLOAD_RAM_READ_FRACTION = 0.8  # share of CPU-resident expert bytes read from RAM per token (assumption)
 
 
@@ -29,29 +33,63 @@ def base_plan(model: ModelSpec, host: Host, **fields: Any) -> Plan:
                 model_quantization=model.quantization, model_format=model.format, **fields)
 
 
-def resolve_vllm_version(request: PlanRequest, installed: str | None) -> str:
-    """--vllm-version, else the installed vLLM, else the version the data files describe."""
-    version = request.vllm_version or installed or versions.vllm_facts().default_version
+@dataclass(frozen=True)
+class VersionChoice:
+    """The vLLM release a plan is for, why that one, and a warning when the planner knows less about it."""
+
+    version: str
+    basis: str
+    warning: str | None = None
+
+
+def resolve_vllm_version(request: PlanRequest, installed: str | None, gpt_oss: bool = True) -> VersionChoice:
+    """--vllm-version, else the installed vLLM, else the newest release whose sources were read.
+
+    A requested release before gpt-oss support is an InputError; one newer than every release read is planned
+    with the newest read release's rules, with a warning."""
+    facts = versions.vllm_facts()
+    newest = facts.default_version
+    if request.vllm_version:
+        version, basis = request.vllm_version, "as requested (--vllm-version)"
+    elif installed:
+        version, basis = installed, "installed here"
+    else:
+        version, basis = newest, ("assumed: the newest release whose sources gpt-oss-deploy has read; no vLLM is "
+                                  "installed here (pass --vllm-version to plan for another)")
     versions.parse_version(version)
-    return version
+    if gpt_oss and request.vllm_version and not versions.at_least(version, facts.min_gpt_oss):
+        raise InputError(f"vLLM {version} predates gpt-oss support: GptOssForCausalLM first ran in vLLM "
+                         f"{facts.min_gpt_oss}", hint=f"plan for vLLM {facts.min_gpt_oss} or newer (newest read: "
+                                                      f"{newest}), e.g. --vllm-version {newest}")
+    warning = None
+    if versions.parse_version(version) > versions.parse_version(newest):
+        warning = (f"vLLM {version} is newer than every release gpt-oss-deploy has read ({newest}): planned with "
+                   f"{newest}'s flags, defaults and memory rules; `gptoss serve` checks the flags against the "
+                   "installed engine")
+    return VersionChoice(version, basis, warning)
 
 
 # -- vLLM --------------------------------------------------------------------------------------------------------
 def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str | None,
               with_alternatives: bool) -> Plan:
     """The vLLM plan: fits, fits with changes, or does not fit with the numbers that do not add up."""
-    version = resolve_vllm_version(request, installed)
+    choice = resolve_vllm_version(request, installed, model.is_gpt_oss)
+    version = choice.version
+    minimum = versions.vllm_facts().min_gpt_oss
+    if model.is_gpt_oss and not versions.at_least(version, minimum):
+        return base_plan(model, host, verdict="does not fit", engine=None,
+                         reasons=[f"the installed vLLM {version} predates gpt-oss support (GptOssForCausalLM first "
+                                  f"ran in vLLM {minimum}): upgrade vLLM, or plan with --vllm-version "
+                                  f"{versions.vllm_facts().default_version}"])
     refusals = refuse_requested(model, host, request, version)
     request = refusals.request
     search = Search(model, host, request, version, [])
     chosen = search.run()
-    warnings = list(refusals.warnings)
-    minimum = versions.vllm_facts().min_gpt_oss
-    if model.is_gpt_oss and not versions.at_least(version, minimum):
-        chosen = None
-        warnings.append(f"vLLM {version} predates gpt-oss support (>= {minimum})")
+    warnings = ([choice.warning] if choice.warning else []) + list(refusals.warnings)
     if chosen is not None:
-        changes = refusals.changes + changes_from(request, chosen.settings, model.arch.max_position_embeddings)
+        chosen.settings.version_basis = choice.basis
+        changes = refusals.changes + changes_from(request, chosen.settings, model.arch.max_position_embeddings,
+                                                  kv_gained_by_fewer_seqs(model, host, request, chosen))
         plan = _assemble_vllm(model, host, request, chosen, changes, warnings)
         if with_alternatives:
             plan.alternatives = tp_alternatives(model, host, request, version, chosen.settings.tensor_parallel_size)
@@ -67,8 +105,19 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
     return plan
 
 
-def changes_from(request: PlanRequest, settings: VllmSettings, model_max: int) -> list[Change]:
-    """What differs from values the user set explicitly."""
+def kv_gained_by_fewer_seqs(model: ModelSpec, host: Host, request: PlanRequest, chosen: VllmCandidate) -> int:
+    """KV bytes the plan's max_num_seqs gains over vLLM's default (0 when it keeps the default)."""
+    s = chosen.settings
+    if request.max_num_seqs is not None or s.max_num_seqs >= s.default_max_num_seqs:
+        return 0
+    at_default = evaluate(model, host, request, s.version, Knobs(
+        s.tensor_parallel_size, s.gpu_memory_utilization, s.max_num_batched_tokens, s.default_max_num_seqs,
+        s.max_model_len, s.kv_cache_dtype))
+    return chosen.memory.kv_bytes - at_default.memory.kv_bytes
+
+
+def changes_from(request: PlanRequest, settings: VllmSettings, model_max: int, seqs_kv_gain: int = 0) -> list[Change]:
+    """What differs from values the user set explicitly, and from vLLM's default max_num_seqs."""
     changes = []
     pairs = [("tensor_parallel_size", request.tensor_parallel_size, settings.tensor_parallel_size,
               "the requested TP cannot hold the weights and one request's KV"),
@@ -77,10 +126,18 @@ def changes_from(request: PlanRequest, settings: VllmSettings, model_max: int) -
              ("gpu_memory_utilization", request.gpu_memory_utilization, settings.gpu_memory_utilization,
               "more of the GPU is needed for weights plus KV"),
              ("max_num_batched_tokens", request.max_num_batched_tokens, settings.max_num_batched_tokens,
-              "a smaller batch lowers the activation peak and the sliding-window KV per request")]
+              "vLLM's profiling subtracts less at a smaller batch here (plan/vllm_profile.py), and one request's "
+              "sliding-window KV is cdiv(127 + MNBT, 16) + 1 blocks per group")]
     for name, asked, planned, reason in pairs:
         if asked is not None and asked != planned:
             changes.append(Change(setting=name, requested=str(asked), planned=str(planned), reason=reason))
+    if request.max_num_seqs is None and settings.max_num_seqs < settings.default_max_num_seqs:
+        changes.append(Change(setting="max_num_seqs", requested=f"vLLM default {settings.default_max_num_seqs}",
+                              planned=str(settings.max_num_seqs),
+                              reason="vLLM's profiling warms the sampler up on min(MNBT, max_num_seqs) rows x the "
+                                     "vocabulary, and that sets its memory peak: "
+                                     f"{seqs_kv_gain / GIB:.2f} GiB more KV cache than at "
+                                     f"{settings.default_max_num_seqs} sequences (plan/vllm_profile.py)"))
     if request.max_model_len is None and settings.max_model_len < model_max:
         changes.append(Change(setting="max_model_len", requested=f"model maximum {model_max}",
                               planned=str(settings.max_model_len),
@@ -96,6 +153,11 @@ def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: V
             warnings.append(f"{gpu.name} often drives a display: vLLM refuses to start when less than "
                             f"{s.gpu_memory_utilization:g} of its memory is free; close desktop apps or lower "
                             "--gpu-memory-utilization")
+    if gpu and gpu.memory_source == "described":
+        warnings.append(f"{gpu.name} is described on the command line, not in the catalog: its memory, bandwidth and "
+                        f"architecture ({gpu.arch}) are as given; the runtime is assumed to see "
+                        f"{gpu.visible_gib:.2f} GiB of it (estimated: 0.45 GiB less, as on catalog GPUs without a "
+                        "measured figure)")
     if gpu and gpu.unified_memory:
         warnings.append("unified memory: --gpu-memory-utilization is not a hard cap here (vllm#46307); the plan "
                         f"uses {s.gpu_memory_utilization:g} and keeps the OS headroom")
@@ -118,15 +180,18 @@ def _assemble_vllm(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCa
     reasons = [f"vLLM {s.version}, TP{s.tensor_parallel_size}: weights {c.memory.weights_bytes / GIB:.1f} GiB/{device}, "
                f"KV {c.memory.kv_bytes / GIB:.1f} GiB/{device} holds {c.kv.max_concurrency:.2f} requests of "
                f"{s.max_model_len:,} tokens", c.backends.reason]
+    if s.version_basis:
+        reasons.insert(1, f"vLLM {s.version}: {s.version_basis}")
     log = [f"Using max model len {s.max_model_len}",
            f"Chunked prefill is enabled with max_num_batched_tokens={s.max_num_batched_tokens}.",
            f"Model loading took {c.memory.weights_bytes / GIB:.2f} GiB memory (estimate)",
            f"Available KV cache memory: {c.memory.kv_bytes / GIB:.2f} GiB"] + predicted_log_lines(
         c.kv, s.max_model_len, s.version, device)
+    speed = vllm_speed(model, gpu, c)
     return base_plan(model, host, verdict="fits with changes" if changes else "fits", reasons=reasons, engine="vllm",
                      vllm=s, memory=c.memory, kv=c.kv, predicted_log=log, changes=changes, issues=c.issues,
-                     speed=vllm_speed(model, gpu, c), warnings=list(extra_warnings) + _vllm_warnings(model, gpu, request, s),
-                     explain=explain.vllm_rows(model, c))
+                     speed=speed, warnings=list(extra_warnings) + _vllm_warnings(model, gpu, request, s),
+                     explain=explain.vllm_rows(model, c), figures=vllm_figures(model, host, s, c.memory, c.kv, speed))
 
 
 def vllm_speed(model: ModelSpec, gpu: Gpu | None, c: VllmCandidate) -> Speed | None:
@@ -135,9 +200,11 @@ def vllm_speed(model: ModelSpec, gpu: Gpu | None, c: VllmCandidate) -> Speed | N
         return None
     tp = c.settings.tensor_parallel_size
     per_token_kv = c.kv.full_layer_bytes_per_token * tp  # all ranks together
-    return speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, per_token_kv, tp,
-                                    speed_model.VLLM_BANDWIDTH_EFFICIENCY, speed_model.VLLM_STEP_OVERHEAD_S,
-                                    explain.vllm_speed_basis(SPEED_CONTEXT))
+    estimate = speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, per_token_kv, tp,
+                                        speed_model.VLLM_BANDWIDTH_EFFICIENCY, speed_model.VLLM_STEP_OVERHEAD_S,
+                                        explain.vllm_speed_basis(SPEED_CONTEXT))
+    ratio = estimate.expected_tokens_per_s / VLLM_ANCHOR_TOKENS_PER_S
+    return estimate.model_copy(update={"anchor": f"{speed_model.VLLM_ANCHOR}; this plan = anchor x {ratio:.2f}"})
 
 
 def tp_alternatives(model: ModelSpec, host: Host, request: PlanRequest, version: str,
@@ -204,8 +271,8 @@ def llamacpp_fit(model: ModelSpec, host: Host, request: PlanRequest) -> Llamacpp
     gguf = gguf_for(model)
     if gguf is None:
         return None
-    n_ctx = request.max_model_len or model.arch.max_position_embeddings
-    return plan_llamacpp(model, gguf[0], gguf[1], host, n_ctx)
+    per_request = request.max_model_len or model.arch.max_position_embeddings
+    return plan_slots(model, gguf[0], gguf[1], host, per_request, request.max_num_seqs)
 
 
 def llamacpp_plan(model: ModelSpec, host: Host, request: PlanRequest) -> Plan:
@@ -219,10 +286,11 @@ def llamacpp_plan(model: ModelSpec, host: Host, request: PlanRequest) -> Plan:
     warnings = list(model.notes)
     if settings.ram_bytes_available is None and settings.cpu_expert_bytes:
         warnings.append(f"host RAM unknown: check {settings.ram_bytes_needed / GIB:.1f} GiB are free for CPU experts")
+    speed = llamacpp_speed(model, host, fit) if fit.fits else None
     return base_plan(model, host, verdict="fits" if fit.fits else "does not fit", reasons=[f"llama.cpp: {fit.why}"],
-                     engine="llamacpp" if fit.fits else None, llamacpp=settings, issues=issues,
-                     speed=llamacpp_speed(model, host, fit) if fit.fits else None, warnings=warnings,
-                     explain=explain.llamacpp_rows(fit))
+                     engine="llamacpp" if fit.fits else None, llamacpp=settings, issues=issues, speed=speed,
+                     warnings=warnings, explain=explain.llamacpp_rows(fit),
+                     figures=llamacpp_figures(host, settings, speed))
 
 
 def llamacpp_speed(model: ModelSpec, host: Host, fit: LlamacppFit) -> Speed | None:
@@ -236,8 +304,9 @@ def llamacpp_speed(model: ModelSpec, host: Host, fit: LlamacppFit) -> Speed | No
         return speed_model.offload_speed(model, gpu.bandwidth_gbs, fraction * OFFLOAD_RAM_READ_FRACTION,
                                          speed_model.DEFAULT_RAM_BANDWIDTH_GBS)
     kv_per_token = settings.kv_bytes // max(settings.n_ctx, 1)
-    return speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, kv_per_token, 1,
-                                    speed_model.LLAMACPP_EFFICIENCY, 0.0,
-                                    f"llama.cpp at {SPEED_CONTEXT} tokens of context; efficiency "
-                                    f"{speed_model.LLAMACPP_EFFICIENCY:g} from Strix Halo (47.4 of 51 tok/s, "
-                                    "gptoss-facts §7.3)")
+    estimate = speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, kv_per_token, 1,
+                                        speed_model.LLAMACPP_EFFICIENCY, 0.0,
+                                        f"llama.cpp at {SPEED_CONTEXT} tokens of context: {speed_model.LLAMACPP_EFFICIENCY:g}"
+                                        " of the bandwidth ceiling, the anchor's share (47.4 of 51 tok/s)")
+    ratio = estimate.expected_tokens_per_s / LLAMACPP_ANCHOR_TOKENS_PER_S
+    return estimate.model_copy(update={"anchor": f"{speed_model.LLAMACPP_ANCHOR}; this plan = anchor x {ratio:.2f}"})

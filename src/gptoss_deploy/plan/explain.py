@@ -10,7 +10,7 @@ from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan import speed, versions
 from gptoss_deploy.plan.llamacpp_memory import LlamacppFit
 from gptoss_deploy.plan.search import VllmCandidate
-from gptoss_deploy.plan.types import Explain
+from gptoss_deploy.plan.types import Explain, VllmMemory
 from gptoss_deploy.plan.vllm_memory import CONTEXT_ROUNDING
 from gptoss_deploy.plan.weights import MXFP4_BYTES_PER_PARAM
 
@@ -27,13 +27,17 @@ def _gib(value: float) -> str:
     return f"{value / GIB:.2f} GiB"
 
 
+def memory_term_rows(m: VllmMemory) -> list[Explain]:
+    """vLLM's non-KV terms as its profiling forms them, each with its label and source."""
+    return [Explain(name=term.name.replace("_", " "), formula=term.formula, inputs={}, result=_gib(term.bytes),
+                    label=term.label, source=term.source) for term in m.terms]
+
+
 def vllm_rows(model: ModelSpec, c: VllmCandidate) -> list[Explain]:
     """The vLLM memory and KV chain, step by step."""
     m, kv, s = c.memory, c.kv, c.settings
     facts = versions.vllm_facts()
-    mm = facts.memory_model
     mxfp4 = Fraction(MXFP4_BYTES_PER_PARAM).limit_denominator(64)
-    since = facts.cudagraph_memory_estimate_default_on.since
     return [
         Explain(name="weights per rank",
                 formula=f"experts x {mxfp4.numerator}/{mxfp4.denominator} B (MXFP4, padded for the MoE kernel) "
@@ -43,20 +47,10 @@ def vllm_rows(model: ModelSpec, c: VllmCandidate) -> list[Explain]:
         Explain(name="requested memory", formula="ceil(visible x gpu_memory_utilization)",
                 inputs={"visible_gib": round(m.visible_bytes / GIB, 2), "util": s.gpu_memory_utilization},
                 result=_gib(m.requested_bytes)),
-        Explain(name="activation peak",
-                formula=f"MNBT x {_bytes(mm.activation_bytes_per_token)} x hidden/2880 + min(MNBT, max_num_seqs) x "
-                        f"vocab x {mm.sampler_bytes_per_vocab_entry} B",
-                inputs={"mnbt": s.max_num_batched_tokens, "max_num_seqs": s.max_num_seqs,
-                        "vocab": model.arch.vocab_size},
-                result=_gib(m.activation_bytes)),
-        Explain(name="CUDA-graph estimate",
-                formula=f"layers x {mm.cudagraph_gib_per_layer_at_1024:g} GiB x capture_size/1024 (in the budget from "
-                        f"{since})",
-                inputs={"layers": model.arch.num_hidden_layers, "in_budget": str(m.cudagraph_in_budget)},
-                result=_gib(m.cudagraph_bytes)),
-        Explain(name="KV memory", formula="requested - weights - activation - non_torch - graphs "
+        *memory_term_rows(m),
+        Explain(name="KV memory", formula="requested - weights - torch peak - preallocated - non-torch - graphs "
                                           "(or --kv-cache-memory-bytes)",
-                inputs={"non_torch_gib": round(m.non_torch_bytes / GIB, 2)}, result=_gib(m.kv_bytes)),
+                inputs={"budget_rule": m.budget_rule}, result=_gib(m.kv_bytes), label="derived"),
         Explain(name="page", formula="block_size x 2 x kv_heads/TP x head_dim x dtype_bytes",
                 inputs={"block_size": kv.block_size, "kv_heads": model.arch.num_key_value_heads,
                         "head_dim": model.arch.head_dim, "kv_dtype": s.kv_cache_dtype}, result=f"{kv.page_bytes:,} B"),
@@ -78,10 +72,10 @@ def vllm_rows(model: ModelSpec, c: VllmCandidate) -> list[Explain]:
 
 
 def vllm_speed_basis(context: int) -> str:
-    """Where the single-stream vLLM speed comes from."""
+    """How the single-stream vLLM speed is extrapolated."""
     return (f"vLLM at {context} tokens of context: bytes/(bandwidth x {speed.VLLM_BANDWIDTH_EFFICIENCY:g}) + "
-            f"{speed.VLLM_STEP_OVERHEAD_S * 1000:g} ms per step, fitted to H100 20b 303 tok/s (measured-h100.md) and "
-            "GB10 120b 33-34 tok/s (gptoss-facts §7.1)")
+            f"{speed.VLLM_STEP_OVERHEAD_S * 1000:g} ms per step, the model that reproduces the anchor (and GB10 120b "
+            "33-34 tok/s, NVIDIA/dgx-spark-playbooks#79)")
 
 
 def llamacpp_rows(fit: LlamacppFit) -> list[Explain]:

@@ -1,7 +1,8 @@
 """llama.cpp memory: GGUF weights, iSWA KV cache, compute buffers, and --n-cpu-moe to fit the GPUs.
 
 KV (f16): non-SWA layers hold n_ctx cells; SWA layers hold, per slot, min(n_ctx/slots, window + ubatch) cells
-padded to 256 (llama_kv_cache_iswa, gptoss-facts.md §8, llama.cpp b11434 source). `--n-cpu-moe N` keeps the experts of the first N layers in RAM.
+padded to 256 (llama_kv_cache_iswa, llama.cpp b11434 source). `-c` is the total context the `-np` slots share: a
+plan asks for slots x the per-request context. `--n-cpu-moe N` keeps the experts of the first N layers in RAM.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import LlamacppSettings
 from gptoss_deploy.plan.weights import MXFP4_BYTES_PER_PARAM, count_params
 
+AUTO_SLOTS = 4  # llama-server's own `-np -1` (auto) is 4 slots (tools/server/server.cpp, b11434); the planner's cap
 GPU_BUDGET_FRACTION = 0.95      # leave room for the driver, other processes and fragmentation
 RAM_BUDGET_FRACTION = 0.90
 KV_BYTES_F16 = 2
@@ -32,15 +34,25 @@ def expert_bytes_per_layer(model: ModelSpec) -> int:
     return int((counts.experts * per_param + counts.expert_biases * 2) / model.arch.num_hidden_layers)
 
 
+def context_cells(n_ctx: int, n_parallel: int) -> tuple[int, int]:
+    """(total cells, cells per slot) llama.cpp makes of `-c n_ctx -np n_parallel` with an explicit -np (kv_unified
+    off): n_ctx padded to 256, each sequence gets pad(n_ctx / n_parallel, 256), the total is that times the slots
+    (src/llama-context.cpp, b11434)."""
+    padded = -(-n_ctx // SWA_PAD) * SWA_PAD
+    per_slot = -(-(padded // n_parallel) // SWA_PAD) * SWA_PAD
+    return per_slot * n_parallel, per_slot
+
+
 def kv_bytes(model: ModelSpec, n_ctx: int, n_parallel: int) -> tuple[int, int]:
     """(non-SWA KV bytes, SWA KV bytes) for this context and number of slots."""
     arch = model.arch
+    cells, slot_cells = context_cells(n_ctx, n_parallel)
     per_cell_layer = 2 * arch.num_key_value_heads * arch.head_dim * KV_BYTES_F16
-    full = arch.num_full_layers * n_ctx * per_cell_layer
+    full = arch.num_full_layers * cells * per_cell_layer
     if arch.sliding_window:
-        # One SWA stream per slot (kv_unified off, the server's default), each padded to 256 cells
-        # (src/llama-kv-cache-iswa.cpp, b11434: GGML_PAD(min(size, n_swa + n_ubatch), 256)).
-        per_slot = min(n_ctx // n_parallel, arch.sliding_window + _facts().default_ubatch)
+        # One SWA stream per slot (kv_unified off: the server's setting with an explicit -np), each padded to 256
+        # cells (src/llama-kv-cache-iswa.cpp, b11434: GGML_PAD(min(size, n_swa + n_ubatch), 256)).
+        per_slot = min(slot_cells, arch.sliding_window + _facts().default_ubatch)
         cells = n_parallel * -(-per_slot // SWA_PAD) * SWA_PAD
         swa = arch.num_sliding_layers * cells * per_cell_layer
     else:
@@ -103,6 +115,22 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
                            f"experts, the host has {ram / GIB:.1f} GiB")
     where = f"experts of {n_cpu_moe} layers in RAM ({ram_need / GIB:.1f} GiB)" if n_cpu_moe else "all on GPU"
     return LlamacppFit(settings, True, f"{where}; {gpu_need / GIB:.1f} of {total_budget / GIB:.1f} GiB GPU memory")
+
+
+def plan_slots(model: ModelSpec, gguf: str, model_bytes: int, host: Host, per_request: int,
+               slots: int | None) -> LlamacppFit:
+    """`slots` slots of `per_request` tokens (-c = slots x per_request); without `slots`, the most slots up to
+    AUTO_SLOTS that fit with no more experts in RAM than one slot needs (concurrency never costs decode speed)."""
+    if slots is not None:
+        return plan_llamacpp(model, gguf, model_bytes, host, slots * per_request, slots)
+    single = plan_llamacpp(model, gguf, model_bytes, host, per_request, 1)
+    if not single.fits:
+        return single
+    for count in range(AUTO_SLOTS, 1, -1):
+        fit = plan_llamacpp(model, gguf, model_bytes, host, count * per_request, count)
+        if fit.fits and fit.settings.n_cpu_moe <= single.settings.n_cpu_moe:
+            return fit
+    return single
 
 
 def gguf_for(model: ModelSpec) -> tuple[str, int] | None:

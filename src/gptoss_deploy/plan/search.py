@@ -1,8 +1,8 @@
 """The vLLM search: evaluate one configuration, then try tensor-parallel sizes and memory steps until one fits.
 
 Order: each TP size (the requested one first, then the smallest valid), each memory step (the starting point,
-then util 0.95, then MNBT 1024, the recipe's H100 TP1 settings), at the target context; then the largest
-context that fits. The user's explicit settings are held fixed and relaxed one by one (RELAX_ORDER) only when
+then util 0.95, then 256 sequences, then MNBT 1024 — a batch step only where vLLM's profiling mechanism says it
+frees memory, plan/vllm_profile.py), at the target context; then the largest context that fits. The user's explicit settings are held fixed and relaxed one by one (RELAX_ORDER) only when
 nothing fits with them. Pure: no I/O.
 """
 
@@ -20,11 +20,14 @@ from gptoss_deploy.plan.issues import IssueContext, matching_issues
 from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION
 from gptoss_deploy.plan.types import IssueHit, KvPrediction, PlanRequest, VllmMemory, VllmSettings
 from gptoss_deploy.plan.vllm_memory import CONTEXT_ROUNDING, budget, cpu_kv_gib, default_batch, predict_kv
+from gptoss_deploy.plan.vllm_profile import non_kv_breakdown
 from gptoss_deploy.plan.weights import weight_bytes_per_rank
 
 TP_SIZES = (1, 2, 4, 8)
 RELAXED_UTIL = 0.95
 RELAXED_MNBT = 1024
+RELAXED_MAX_NUM_SEQS = 256   # vLLM's own small-tier default: the sampler warm-up scales with it
+LEVER_THRESHOLD = 0.01       # a batch lever is offered when it frees at least 1 % of what profiling subtracts
 UNIFIED_UTIL = 0.85          # NVIDIA's GB10 recipe value; the default 0.92 OOMs at startup (gptoss-facts §3)
 MIN_USEFUL_CONTEXT = 8192
 RELAX_ORDER = ("max_num_batched_tokens", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size")
@@ -126,7 +129,8 @@ def evaluate(model: ModelSpec, host: Host, request: PlanRequest, version: str, k
         memory = cpu_budget(host, weights, request)
     else:
         memory = budget(gpu, model.arch, weights, knobs.util, knobs.tp, knobs.mnbt, knobs.max_num_seqs, version,
-                        request.enforce_eager, request.kv_cache_memory_bytes)
+                        request.enforce_eager, request.kv_cache_memory_bytes, moe_backend=backends.moe,
+                        max_model_len=knobs.max_model_len)
     kv = predict_kv(model.arch, knobs.tp, knobs.kv_dtype, backends.block_size, max(memory.kv_bytes, 0),
                     knobs.max_model_len, knobs.mnbt, version)
     issues = matching_issues(_issue_context(model, gpu, settings, request))
@@ -161,17 +165,52 @@ def starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: 
                       request.max_num_seqs or defaults.max_num_seqs)
 
 
-def memory_steps(request: PlanRequest, gpu: Gpu | None, start: StartPoint,
-                 relaxed: set[str]) -> list[tuple[float, int]]:
-    """(util, MNBT) pairs to try: the starting point, then relaxations of what the user did not pin."""
+@dataclass(frozen=True)
+class Step:
+    """One (util, MNBT, max_num_seqs) point of the search."""
+
+    util: float
+    mnbt: int
+    max_num_seqs: int
+
+
+def frees_memory(model: ModelSpec, gpu: Gpu | None, version: str, tp: int, enforce_eager: bool,
+                 before: Step, after: Step) -> bool:
+    """True when vLLM's profiling (plan/vllm_profile.py) subtracts at least LEVER_THRESHOLD less with `after`:
+    the planner only offers batch levers that the mechanism says free memory."""
+    if gpu is None:
+        return False
+
+    def subtracted(step: Step) -> int:
+        return non_kv_breakdown(model.arch, version, tp, step.mnbt, step.max_num_seqs, enforce_eager,
+                                gpu.unified_memory, compute_capability=gpu.compute_capability).budget_bytes
+
+    first = subtracted(before)
+    return first - subtracted(after) > LEVER_THRESHOLD * first
+
+
+def memory_steps(model: ModelSpec, request: PlanRequest, gpu: Gpu | None, version: str, tp: int, start: StartPoint,
+                 relaxed: set[str]) -> list[Step]:
+    """Points to try: the starting point, then util 0.95, then fewer sequences, then a smaller batch, each only
+    when the user did not pin it and (for the batch settings) the mechanism says it frees memory."""
     util_free = request.gpu_memory_utilization is None or "gpu_memory_utilization" in relaxed
     mnbt_free = request.max_num_batched_tokens is None or "max_num_batched_tokens" in relaxed
-    utils = [start.gpu_memory_utilization]
-    if util_free and gpu is not None and not gpu.unified_memory and start.gpu_memory_utilization < RELAXED_UTIL:
-        utils.append(RELAXED_UTIL)
-    mnbt = start.max_num_batched_tokens
-    mnbts = [mnbt] + ([RELAXED_MNBT] if mnbt_free and mnbt > RELAXED_MNBT else [])
-    return [(u, m) for u in utils for m in mnbts]
+    seqs_free = request.max_num_seqs is None
+    first = Step(start.gpu_memory_utilization, start.max_num_batched_tokens, start.max_num_seqs)
+    steps = [first]
+    if util_free and gpu is not None and not gpu.unified_memory and first.util < RELAXED_UTIL:
+        steps.append(Step(RELAXED_UTIL, first.mnbt, first.max_num_seqs))
+    best = steps[-1]
+    if seqs_free and first.max_num_seqs > RELAXED_MAX_NUM_SEQS:
+        fewer = Step(best.util, best.mnbt, RELAXED_MAX_NUM_SEQS)
+        if frees_memory(model, gpu, version, tp, request.enforce_eager, best, fewer):
+            steps.append(fewer)
+            best = fewer
+    if mnbt_free and first.mnbt > RELAXED_MNBT:
+        smaller = Step(best.util, RELAXED_MNBT, best.max_num_seqs)
+        if frees_memory(model, gpu, version, tp, request.enforce_eager, best, smaller):
+            steps.append(smaller)
+    return steps
 
 
 def round_context(length: int) -> int:
@@ -199,9 +238,9 @@ class Search:
         passes: list[VllmCandidate] = []
         for tp in tps:
             start = starts[tp]
-            for util, mnbt in memory_steps(request, self.host.gpu, start, relaxed):
+            for step in memory_steps(self.model, request, self.host.gpu, self.version, tp, start, relaxed):
                 candidate = evaluate(self.model, self.host, request, self.version,
-                                     Knobs(tp, util, mnbt, start.max_num_seqs, target, kv_dtype))
+                                     Knobs(tp, step.util, step.mnbt, step.max_num_seqs, target, kv_dtype))
                 self.tried.append(candidate)
                 passes.append(candidate)
                 if candidate.fits:

@@ -10,11 +10,15 @@ from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import Speed
 from gptoss_deploy.plan.weights import active_bytes_per_token
 
-# vLLM: fitted to H100 20b 3.30 ms TPOT = 303 tok/s (measured-h100.md) and GB10 120b stock 33-34 tok/s
-# (NVIDIA/dgx-spark-playbooks#79 via gptoss-facts §7.1): 0.75 of bandwidth plus ~2 ms per decode step.
+# vLLM: 0.75 of bandwidth plus ~2 ms per decode step, set from two public measurements: H100 20b 3.30 ms TPOT =
+# 303 tok/s (docs/measured/h100-vllm-0.23.0.md) and GB10 120b stock 33-34 tok/s (NVIDIA/dgx-spark-playbooks#79).
 VLLM_BANDWIDTH_EFFICIENCY = 0.75
 VLLM_STEP_OVERHEAD_S = 0.002
-LLAMACPP_EFFICIENCY = 0.85   # Strix Halo llama.cpp 47.4 of 51 tok/s (92%), rounded down
+LLAMACPP_EFFICIENCY = 0.85   # Strix Halo llama.cpp 47.4 of 51 tok/s (92%), rounded down (lhl/strix-halo-testing#33)
+VLLM_ANCHOR = ("303 tok/s measured: gpt-oss-20b single-stream decode (median TPOT 3.30 ms), 1x H100 80GB HBM3, "
+               "vLLM 0.23.0 (docs/measured/h100-vllm-0.23.0.md)")
+LLAMACPP_ANCHOR = ("47.4 tok/s measured: gpt-oss-120b tg32, Radeon 8060S (Strix Halo), llama.cpp ROCm "
+                   "(https://github.com/lhl/strix-halo-testing/issues/33)")
 DEFAULT_RAM_BANDWIDTH_GBS = 60.0  # dual-channel DDR5 class host, for CPU-resident experts (assumption)
 
 
@@ -26,7 +30,7 @@ def decode_speed(model: ModelSpec, bandwidth_gbs: float, context_tokens: int, kv
     ceiling = bandwidth_gbs * 1e9 / per_rank
     expected = 1 / (per_rank / (bandwidth_gbs * 1e9 * bandwidth_efficiency) + step_overhead_s)
     return Speed(bandwidth_gbs=bandwidth_gbs * tp, bytes_per_token=int(per_token), ceiling_tokens_per_s=ceiling,
-                 efficiency=expected / ceiling, expected_tokens_per_s=expected, basis=basis)
+                 efficiency=expected / ceiling, expected_tokens_per_s=expected, basis=basis, label="extrapolated")
 
 
 def offload_speed(model: ModelSpec, gpu_bandwidth_gbs: float, cpu_fraction: float, ram_bandwidth_gbs: float) -> Speed:
@@ -38,4 +42,5 @@ def offload_speed(model: ModelSpec, gpu_bandwidth_gbs: float, cpu_fraction: floa
     return Speed(bandwidth_gbs=gpu_bandwidth_gbs, bytes_per_token=per_token, ceiling_tokens_per_s=ceiling,
                  efficiency=LLAMACPP_EFFICIENCY, expected_tokens_per_s=ceiling * LLAMACPP_EFFICIENCY,
                  basis=f"{cpu_fraction:.0%} of active bytes read from host RAM at {ram_bandwidth_gbs:.0f} GB/s "
-                       f"(assumed), the rest from GPU memory at {gpu_bandwidth_gbs:.0f} GB/s")
+                       f"(assumed), the rest from GPU memory at {gpu_bandwidth_gbs:.0f} GB/s", label="estimated",
+                 anchor=f"efficiency {LLAMACPP_EFFICIENCY:g} from {LLAMACPP_ANCHOR}")

@@ -93,6 +93,21 @@ class Explain(BaseModel):
     formula: str
     inputs: dict[str, float | int | str]
     result: str
+    label: str = Field("derived", description="measured, derived, extrapolated, estimated, not counted or given")
+    source: str = ""
+
+
+FigureLabel = Literal["measured", "derived", "extrapolated", "estimated", "not counted", "given"]
+
+
+class MemoryTerm(BaseModel):
+    """One part of vLLM's non-KV memory: bytes, how it is known, the formula, and where it comes from."""
+
+    name: str
+    bytes: int
+    label: FigureLabel
+    formula: str
+    source: str
 
 
 class VllmMemory(BaseModel):
@@ -108,6 +123,9 @@ class VllmMemory(BaseModel):
     cudagraph_in_budget: bool
     kv_bytes: int
     kv_from_override: bool = False
+    terms: list[MemoryTerm] = Field(default_factory=list, description="the non-KV terms as vLLM's profiling forms "
+                                                                      "them, each labelled (plan/vllm_profile.py)")
+    budget_rule: str = Field("", description="how this vLLM release composes the non-KV figure")
 
 
 class KvPrediction(BaseModel):
@@ -133,6 +151,7 @@ class VllmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str
+    version_basis: str = Field("", description="why this release: requested, installed here, or assumed")
     device: Literal["gpu", "cpu"] = "gpu"
     tensor_parallel_size: int
     pipeline_parallel_size: int = 1
@@ -194,6 +213,19 @@ class Speed(BaseModel):
     efficiency: float
     expected_tokens_per_s: float
     basis: str
+    label: FigureLabel = Field("estimated", description="how the expected figure is known")
+    anchor: str = Field("", description="the measurement the expected figure is extrapolated from, and where")
+
+
+class Figure(BaseModel):
+    """One number a plan prints, with how it is known: measured (where and on what), derived (formula from source),
+    extrapolated (from which anchor, by what ratio), estimated, or given (by the user or the catalog)."""
+
+    name: str
+    value: str
+    label: FigureLabel
+    basis: str
+    source: str = ""
 
 
 class Alternative(BaseModel):
@@ -238,6 +270,7 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     nodes: int = 1
     explain: list[Explain] = Field(default_factory=list)
+    figures: list[Figure] = Field(default_factory=list, description="every number the plan prints, labelled")
     request: PlanRequest | None = Field(None, description="what was asked (re-planning starts from it)")
     hardware: Host | None = Field(None, description="the host planned for (a served plan is checked against it)")
 

@@ -1,4 +1,5 @@
-"""vLLM memory and KV cache, computed as vLLM computes them (gptoss-facts.md §2-3, measured-h100.md).
+"""vLLM memory and KV cache, computed as vLLM computes them (vllm/v1/core/kv_cache_utils.py; the non-KV terms in
+plan/vllm_profile.py).
 
 KV: page = block_size x 2 x kv_heads/TP x head_dim x dtype bytes; layers of each attention kind are grouped
 (group_size = min layers per kind, or the max when within 1.5x); num_blocks = floor(avail / page / group_size);
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from gptoss_deploy.hardware.types import GIB, Gpu
 from gptoss_deploy.models.spec import ArchConfig
 from gptoss_deploy.plan import versions
-from gptoss_deploy.plan.types import KvPrediction, VllmMemory
+from gptoss_deploy.plan.types import KvPrediction, MemoryTerm, VllmMemory
+from gptoss_deploy.plan.vllm_profile import MoeBackend, available_kv_bytes, non_kv_breakdown, requested_bytes
 
 KV_DTYPE_BYTES = {"auto": 2, "bf16": 2, "fp16": 2, "fp8": 1}
 CONTEXT_ROUNDING = 1024  # a context the planner shortens is rounded down to a multiple of this
@@ -105,6 +107,8 @@ def default_batch(gpu: Gpu | None, version: str) -> BatchDefaults:
             continue
         if tier.exclude_name and tier.exclude_name in gpu.name.lower():
             continue
+        if tier.only_unified and not (gpu.unified_memory and gpu.vendor == "nvidia"):
+            continue
         if gpu.visible_bytes >= tier.min_gib * GIB:
             return BatchDefaults(tier.max_num_batched_tokens, tier.max_num_seqs)
     raise AssertionError("engine_facts.yaml default_batch needs a min_gib: 0 tier")
@@ -115,32 +119,31 @@ def cpu_kv_gib(kv_cache_memory_bytes: int | None) -> int:
     return max(1, kv_cache_memory_bytes // GIB) if kv_cache_memory_bytes else 4
 
 
-def cudagraph_capture_size(mnbt: int, max_num_seqs: int) -> int:
-    """Largest captured batch (vLLM caps at 512 by default, 1024 when MNBT allows; never above MNBT)."""
-    return min(1024 if mnbt >= 8192 else 512, mnbt, 2 * max_num_seqs)
+def profile_moe_backend(moe_backend: str) -> MoeBackend:
+    """The forward-pass formula family of a planned MoE backend (Marlin's workspace differs from the rest)."""
+    return "marlin" if moe_backend == "marlin" else "triton"
 
 
 def budget(gpu: Gpu, arch: ArchConfig, weights_bytes: int, util: float, tp: int, mnbt: int, max_num_seqs: int,
-           version: str, enforce_eager: bool, kv_override: int | None = None) -> VllmMemory:
-    """vLLM's per-rank memory budget: what is requested, what is not KV, and what remains for KV."""
-    model = versions.vllm_facts().memory_model
-    visible = gpu.visible_bytes
-    requested = math.ceil(visible * util)
-    hidden_scale = arch.hidden_size / 2880
-    sampled = min(mnbt, max_num_seqs)
-    activation = int(mnbt * model.activation_bytes_per_token * hidden_scale
-                     + sampled * arch.vocab_size * model.sampler_bytes_per_vocab_entry)
-    non_torch = int((model.non_torch_gib + (model.non_torch_per_extra_rank_gib if tp > 1 else 0)) * GIB)
-    graphs = 0
-    if not enforce_eager:
-        scale = cudagraph_capture_size(mnbt, max_num_seqs) / 1024
-        graphs = int(arch.num_hidden_layers * model.cudagraph_gib_per_layer_at_1024 * scale * GIB)
-    in_budget = versions.cudagraph_estimate_default(version)
-    kv = requested - weights_bytes - activation - non_torch - (graphs if in_budget else 0)
+           version: str, enforce_eager: bool, kv_override: int | None = None, *, moe_backend: str = "triton",
+           max_model_len: int = 131072) -> VllmMemory:
+    """vLLM's per-rank memory budget: what is requested, what its profiling subtracts (plan/vllm_profile.py, per
+    release), and what remains for KV."""
+    breakdown = non_kv_breakdown(arch, version, tp, mnbt, max_num_seqs, enforce_eager, gpu.unified_memory,
+                                 max_model_len=max_model_len, moe_backend=profile_moe_backend(moe_backend),
+                                 compute_capability=gpu.compute_capability)
+    requested = requested_bytes(gpu.visible_bytes, util)
+    kv = available_kv_bytes(gpu.visible_bytes, util, weights_bytes, breakdown)
+    activation = breakdown.torch_peak.bytes + breakdown.preallocated.bytes + breakdown.unified_host_buffers.bytes
+    non_torch = breakdown.non_torch.bytes + breakdown.unified_extra.bytes
+    terms = [MemoryTerm(name=name, bytes=term.bytes, label=term.label, formula=term.formula, source=term.source)
+             for name, term in breakdown.terms().items()]
     return VllmMemory(
-        visible_bytes=visible, gpu_memory_utilization=util, requested_bytes=requested, weights_bytes=weights_bytes,
-        activation_bytes=activation, non_torch_bytes=non_torch, cudagraph_bytes=graphs, cudagraph_in_budget=in_budget,
+        visible_bytes=gpu.visible_bytes, gpu_memory_utilization=util, requested_bytes=requested,
+        weights_bytes=weights_bytes, activation_bytes=activation, non_torch_bytes=non_torch,
+        cudagraph_bytes=breakdown.cudagraph_estimate.bytes, cudagraph_in_budget=breakdown.cudagraph_in_budget,
         kv_bytes=kv_override if kv_override is not None else kv, kv_from_override=kv_override is not None,
+        terms=terms, budget_rule=breakdown.budget_rule,
     )
 
 

@@ -1,0 +1,89 @@
+"""Plan fidelity: which vLLM release a plan is for and why, GPUs described on the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from gptoss_deploy.errors import InputError
+from gptoss_deploy.hardware.profiles import profile_host
+from gptoss_deploy.models import catalog
+from gptoss_deploy.plan import versions
+from gptoss_deploy.plan.planner import make_plan
+from gptoss_deploy.plan.types import PlanRequest
+from gptoss_deploy.planning import HostChoice, resolve_host
+
+GIB = 1024**3
+MODEL = catalog.lookup("openai/gpt-oss-20b")
+assert MODEL is not None
+
+
+def _plan(profile: str = "h100", **request: object):
+    return make_plan(MODEL, profile_host(profile), PlanRequest(**request))
+
+
+def test_default_release_is_the_newest_read_and_the_plan_says_it_was_assumed() -> None:
+    plan = _plan()
+    assert plan.vllm is not None
+    assert plan.vllm.version == versions.vllm_facts().default_version == "0.33.0"
+    assert plan.vllm.version_basis.startswith("assumed")
+    assert any(r.startswith("vLLM 0.33.0: assumed") for r in plan.reasons)
+
+
+def test_installed_release_is_planned_for_and_named() -> None:
+    plan = make_plan(MODEL, profile_host("h100"), PlanRequest(),
+                     installed={"vllm": "0.23.0"})
+    assert plan.vllm is not None and plan.vllm.version == "0.23.0"
+    assert plan.vllm.version_basis == "installed here"
+
+
+def test_unknown_newer_release_is_planned_as_the_newest_known_with_a_warning() -> None:
+    plan = _plan(vllm_version="99.0")
+    assert plan.vllm is not None and plan.vllm.version == "99.0"
+    assert any("newer than every release" in w and "0.33.0" in w for w in plan.warnings)
+
+
+def test_release_before_gpt_oss_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match=r"predates gpt-oss support.*0\.10\.1"):
+        _plan(vllm_version="0.9.0")
+
+
+def test_installed_release_before_gpt_oss_does_not_fit_and_says_why() -> None:
+    plan = make_plan(MODEL, profile_host("h100"), PlanRequest(engine="vllm"), installed={"vllm": "0.9.2"})
+    assert plan.verdict == "does not fit"
+    assert "predates gpt-oss support" in plan.reasons[0] and "upgrade" in plan.reasons[0]
+    auto = make_plan(MODEL, profile_host("h100"), PlanRequest(), installed={"vllm": "0.9.2"})
+    assert auto.engine == "llamacpp" and "predates gpt-oss support" in auto.reasons[0]
+
+
+def test_a_described_nvidia_gpu_gets_its_architecture_from_the_compute_capability() -> None:
+    host = resolve_host(HostChoice(gpu="A40", gpus=2, gpu_memory_gib=48, compute_capability="8.6",
+                                   gpu_bandwidth_gbs=696))
+    gpu = host.gpu
+    assert gpu is not None and host.gpu_count == 2
+    assert (gpu.vendor, gpu.arch, gpu.bandwidth_gbs, gpu.memory_source) == ("nvidia", "ampere", 696, "described")
+    assert gpu.memory_bytes == 48 * GIB and gpu.visible_bytes < gpu.memory_bytes
+    plan = make_plan(MODEL, host, PlanRequest())
+    assert plan.vllm is not None and plan.vllm.attention_backend == "TRITON_ATTN"
+    assert any("described on the command line" in w for w in plan.warnings)
+
+
+def test_a_described_amd_gpu_gets_its_architecture_from_the_gfx_target() -> None:
+    host = resolve_host(HostChoice(gpu="Instinct X", gpu_memory_gib=288, gfx_target="gfx950"))
+    assert host.gpu is not None and (host.gpu.vendor, host.gpu.arch) == ("amd", "cdna4")
+
+
+@pytest.mark.parametrize(("choice", "message"), [
+    (HostChoice(gpu="Mystery", compute_capability="8.6"), "needs its memory"),
+    (HostChoice(gpu="Mystery", gpu_memory_gib=24, compute_capability="eight"), "not MAJOR.MINOR"),
+    (HostChoice(gpu="Mystery", gpu_memory_gib=24, gfx_target="navi"), "not an AMD gfx name"),
+    (HostChoice(gpu="Mystery", gpu_memory_gib=24, gfx_target="gfx942", compute_capability="9.0"), "alternatives"),
+    (HostChoice(gpu="L40S", gpu_memory_gib=48, compute_capability="8.9"), "is in the catalog"),
+])
+def test_bad_gpu_descriptions_are_input_errors(choice: HostChoice, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        resolve_host(choice)
+
+
+def test_bandwidth_overrides_a_catalog_gpu() -> None:
+    host = resolve_host(HostChoice(gpu="L40S", gpu_bandwidth_gbs=500))
+    assert host.gpu is not None and host.gpu.bandwidth_gbs == 500
