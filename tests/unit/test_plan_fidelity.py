@@ -87,3 +87,56 @@ def test_bad_gpu_descriptions_are_input_errors(choice: HostChoice, message: str)
 def test_bandwidth_overrides_a_catalog_gpu() -> None:
     host = resolve_host(HostChoice(gpu="L40S", gpu_bandwidth_gbs=500))
     assert host.gpu is not None and host.gpu.bandwidth_gbs == 500
+
+
+def _fidelity_module():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "plan_fidelity.py"
+    spec = importlib.util.spec_from_file_location("plan_fidelity", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["plan_fidelity"] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_public_log_is_predicted_end_to_end_from_util() -> None:
+    fidelity = _fidelity_module()
+    for case in fidelity.CASES:
+        row = fidelity.predict(case)
+        if abs(case.logged_kv_gib) >= 10:
+            limit = 3.0 if "GB10" in case.name else 5.0
+            assert abs(row["kv_error_pct"]) <= limit, (case.name, row)
+            assert abs(row["tokens_error_pct"]) <= limit and abs(row["concurrency_error_pct"]) <= limit, row
+        else:  # a budget of a few GiB (or below zero): compare in GiB, and the sign decides whether it starts
+            assert abs(row["kv_error_gib"]) <= 0.25, (case.name, row)
+            assert (row["predicted_kv_gib"] > 0) == (case.logged_kv_gib > 0), (case.name, row)
+        if case.logged_weights_gib is not None:
+            assert abs(row["weights_error_pct"]) <= 2.0, (case.name, row)
+
+
+def test_the_plan_asks_for_llama_cpp_slots_times_the_request_context() -> None:
+    host = resolve_host(HostChoice(gpu="RTX 4090"))
+    plan = make_plan(MODEL, host, PlanRequest(engine="llamacpp", max_model_len=16384, max_num_seqs=8))
+    assert plan.llamacpp is not None
+    assert (plan.llamacpp.n_parallel, plan.llamacpp.n_ctx) == (8, 8 * 16384)
+    assert plan.engine_args[:4] == ["-c", str(8 * 16384), "-np", "8"]
+    auto = make_plan(MODEL, host, PlanRequest(engine="llamacpp", max_model_len=16384))
+    assert auto.llamacpp is not None and auto.llamacpp.n_parallel == 4 and auto.llamacpp.n_ctx == 4 * 16384
+    # more slots must not push experts to RAM: a 24 GB card with 120b keeps one slot
+    big = catalog.lookup("openai/gpt-oss-120b")
+    assert big is not None
+    one = make_plan(big, host, PlanRequest(engine="llamacpp"))
+    assert one.llamacpp is not None and one.llamacpp.n_parallel == 1 and one.llamacpp.n_cpu_moe > 0
+
+
+def test_every_printed_number_carries_a_label() -> None:
+    plan = _plan()
+    labels = {f.name: f.label for f in plan.figures}
+    assert labels["maximum concurrency"] == "derived" and labels["KV cache memory"] == "derived"
+    assert labels["non torch"] == "estimated" and labels["decode expected, one stream"] == "extrapolated"
+    assert plan.speed is not None and "303 tok/s measured" in plan.speed.anchor and "anchor x" in plan.speed.anchor
+    assert all(f.label in ("measured", "derived", "extrapolated", "estimated", "given") for f in plan.figures)

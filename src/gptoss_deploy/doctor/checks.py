@@ -95,7 +95,7 @@ def strix_checks(facts: HostFacts, plan: Plan | None, model_bytes: int) -> list[
     out.append(_check("kernel", "pass" if release and release >= STRIX_MIN_KERNEL else "fail",
                       f"kernel {kernel or 'unknown'}" + ("" if release and release >= STRIX_MIN_KERNEL else
                                                          f" < {STRIX_MIN_KERNEL}: HIP allocations are capped at ~15.5 GB"),
-                      f"boot a kernel >= {STRIX_MIN_KERNEL} (seed 002; gptoss-facts.md)"))
+                      f"boot a kernel >= {STRIX_MIN_KERNEL} (measured on a Strix Halo host: older kernels cap HIP allocations)"))
     need = model_bytes + (plan.llamacpp.kv_bytes + plan.llamacpp.compute_bytes if plan and plan.llamacpp else 0)
     out.append(_check("GTT budget", "pass" if gpu.memory_bytes >= need else "fail",
                       f"GTT {gpu.memory_bytes / GIB:.1f} GiB for a model needing {need / GIB:.1f} GiB (weights + KV + "
@@ -125,7 +125,7 @@ def strix_checks(facts: HostFacts, plan: Plan | None, model_bytes: int) -> list[
     override = facts.env.get("HSA_OVERRIDE_GFX_VERSION")
     out.append(_check("HSA_OVERRIDE_GFX_VERSION", "pass" if override == "11.5.1" else "warn",
                       f"set to {override}" if override else "not set",
-                      "export HSA_OVERRIDE_GFX_VERSION=11.5.1 for ROCm builds that lack gfx1151 kernels (seed 002); "
+                      "export HSA_OVERRIDE_GFX_VERSION=11.5.1 for ROCm builds that lack gfx1151 kernels; "
                       "not needed with the Vulkan llama.cpp build"))
     return out
 

@@ -319,7 +319,7 @@ class LlamacppEngine(Engine):
         note = None
         if gpu is not None and gpu.gfx_target == "gfx1151":
             vendor = "vulkan"
-            note = "Strix Halo: the Vulkan build avoids ROCm gfx1151 issues (gptoss-facts.md §5); server-rocm for ROCm >= 7"
+            note = "Strix Halo: the Vulkan build avoids ROCm gfx1151 issues (vllm-project/vllm#32180, kyuz0/amd-strix-halo-vllm-toolboxes#73); server-rocm for ROCm >= 7"
         name, platforms = IMAGES[vendor]
         return ContainerImage(name=f"{name}-{CHECKED_BUILD}", entrypoint=["/app/llama-server"],
                               program=["/app/llama-server"], workdir="/app", port=8080,

@@ -1,4 +1,5 @@
-"""Attention and MoE backends per GPU architecture and vLLM version (gptoss-facts.md §4, measured-h100.md)."""
+"""Attention and MoE backends per GPU architecture and vLLM version (vLLM docs/design/attention_backends.md, the gpt-oss
+recipe, vllm/model_executor/layers/fused_moe/oracle/mxfp4.py, docs/measured/h100-vllm-0.23.0.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ ROCM_MI_ENV = {  # vLLM AMD recipe for MI300X/MI325X, validated on 0.17.0 (gptos
     "VLLM_ROCM_USE_AITER": "1",
     "VLLM_ROCM_QUICK_REDUCE_QUANTIZATION": "INT4",
 }
+
+
+TRITON_KERNELS_VENDORED_SINCE = "0.12.0"
 
 
 class BackendChoice(BaseModel):
@@ -40,12 +44,16 @@ def choose_backends(gpu: Gpu | None, version: str, is_gpt_oss: bool = True) -> B
     if arch in ("ampere", "ada"):
         return BackendChoice(attention="TRITON_ATTN", moe="marlin", explicit_attention=True, fp8_kv_ok=True,
                              reason="SM8x: FA2 has no sinks, FA3 is not built for SM8x -> TRITON_ATTN; no native FP4 "
-                                    "-> Marlin weight-only MXFP4 (recipe, gptoss-facts §4.1)")
+                                    "-> Marlin weight-only MXFP4 (https://github.com/vllm-project/recipes/blob/main/OpenAI/GPT-OSS.md)")
     if arch == "hopper":
-        moe = "marlin" if not versions.at_least(version, "0.11.0") else "triton"
+        # Before 0.12.0 the Triton MoE needs the separate `triton_kernels` package (has_triton_kernels() looks in
+        # site-packages only), so a pip install runs Marlin; 0.12.0 falls back to vllm.third_party.triton_kernels
+        # (vllm/utils/import_utils.py import_triton_kernels, first in v0.12.0).
+        moe = "marlin" if not versions.at_least(version, TRITON_KERNELS_VENDORED_SINCE) else "triton"
         return BackendChoice(attention="FLASH_ATTN", moe=moe, fp8_kv_ok=True,
                              reason="SM90: FlashAttention 3 supports sinks (auto-selected); MXFP4 MoE via "
-                                    f"{moe} (measured on 0.23.0: FLASH_ATTN + TRITON)")
+                                    f"{moe} (measured on 0.23.0: FLASH_ATTN + TRITON; before 0.12.0 Triton needed a "
+                                    "separately installed triton_kernels, so pip installs ran Marlin)")
     if arch == "blackwell":
         return BackendChoice(attention="FLASHINFER", moe="flashinfer", fp8_kv_ok=True,
                              env={"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"},
