@@ -27,7 +27,7 @@ tools:
 
 # ruff (lint) and mypy (strict on plan/, engines/ and planning.py) first, then every test.
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/mypy
 
 test: install tools lint

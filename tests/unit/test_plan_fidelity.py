@@ -140,3 +140,47 @@ def test_every_printed_number_carries_a_label() -> None:
     assert labels["non torch"] == "estimated" and labels["decode expected, one stream"] == "extrapolated"
     assert plan.speed is not None and "303 tok/s measured" in plan.speed.anchor and "anchor x" in plan.speed.anchor
     assert all(f.label in ("measured", "derived", "extrapolated", "estimated", "given") for f in plan.figures)
+
+
+def _emitted(plan) -> tuple[list[str], list[str]]:
+    flags = [a.split("=")[0].split(".")[0] for a in plan.engine_args if a.startswith("-")]
+    return flags, [name for name in plan.env if name.startswith("VLLM_")]
+
+
+def test_no_plan_emits_a_flag_or_variable_its_vllm_release_lacks() -> None:
+    from gptoss_deploy import data
+    from gptoss_deploy.plan import surface
+
+    # every GPU of the catalog (one per architecture and memory size; hosts only repeat them) and an 8-GPU host
+    profiles = [*data.gpu_catalog().gpus, "8xh100"]
+    big, small = catalog.lookup("openai/gpt-oss-120b"), catalog.lookup("openai/gpt-oss-20b")
+    assert big is not None and small is not None
+    checked = 0
+    for name in profiles:
+        host = profile_host(name)
+        for version in surface.known_versions():
+            for model, request in ((big, PlanRequest(engine="vllm", vllm_version=version)),
+                                   (small, PlanRequest(engine="vllm", vllm_version=version, kv_cache_dtype="fp8",
+                                                       max_model_len=32768, max_num_seqs=64, enforce_eager=True,
+                                                       tensor_parallel_size=min(2, host.gpu_count)))):
+                plan = make_plan(model, host, request, with_alternatives=False)
+                if plan.engine != "vllm":
+                    continue
+                flags, env = _emitted(plan)
+                assert surface.missing(version, flags, env) == [], (name, version, model.id, plan.engine_args)
+                checked += 1
+    assert checked > 500
+
+
+def test_b200_on_0_33_selects_the_moe_kernel_with_the_flag_not_the_removed_variable() -> None:
+    plan = make_plan(catalog.lookup("openai/gpt-oss-120b"), profile_host("b200"), PlanRequest(vllm_version="0.33.0"))
+    assert "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8" not in plan.env
+    assert plan.engine_args[plan.engine_args.index("--moe-backend") + 1] == "flashinfer_trtllm"
+    old = make_plan(catalog.lookup("openai/gpt-oss-120b"), profile_host("b200"), PlanRequest(vllm_version="0.23.0"))
+    assert old.env.get("VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8") == "1" and "--moe-backend" not in old.engine_args
+
+
+def test_the_default_release_is_the_newest_whose_surface_was_read() -> None:
+    from gptoss_deploy.plan import surface
+
+    assert versions.vllm_facts().default_version == surface.newest_known()

@@ -10,7 +10,7 @@ from gptoss_deploy import __version__, data
 from gptoss_deploy.errors import InputError
 from gptoss_deploy.hardware.types import GIB, Gpu, Host
 from gptoss_deploy.models.spec import ModelSpec
-from gptoss_deploy.plan import explain, versions
+from gptoss_deploy.plan import explain, surface, versions
 from gptoss_deploy.plan import speed as speed_model
 from gptoss_deploy.plan.figures import llamacpp_figures, vllm_figures
 from gptoss_deploy.plan.issues import IssueContext, matching_issues
@@ -175,7 +175,8 @@ def _assemble_vllm(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCa
     issue_env: dict[str, str] = {}
     for issue in c.issues:
         issue_env.update(issue.applied_env)
-    s = c.settings.model_copy(update={"issue_env": issue_env})
+    s, dropped = fit_to_release(c.settings.model_copy(update={"issue_env": issue_env}))
+    extra_warnings = list(extra_warnings) + dropped
     device = "GPU" if gpu else "CPU"
     reasons = [f"vLLM {s.version}, TP{s.tensor_parallel_size}: weights {c.memory.weights_bytes / GIB:.1f} GiB/{device}, "
                f"KV {c.memory.kv_bytes / GIB:.1f} GiB/{device} holds {c.kv.max_concurrency:.2f} requests of "
@@ -192,6 +193,37 @@ def _assemble_vllm(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCa
                      vllm=s, memory=c.memory, kv=c.kv, predicted_log=log, changes=changes, issues=c.issues,
                      speed=speed, warnings=list(extra_warnings) + _vllm_warnings(model, gpu, request, s),
                      explain=explain.vllm_rows(model, c), figures=vllm_figures(model, host, s, c.memory, c.kv, speed))
+
+
+def fit_to_release(s: VllmSettings) -> tuple[VllmSettings, list[str]]:
+    """Leave out backend/issue flags and VLLM_* variables the release does not have (data/vllm_surface.yaml),
+    each with a warning: vLLM ignores unknown variables and refuses unknown flags."""
+    warnings: list[str] = []
+    stands_for = surface.surface_version(s.version)
+
+    def keep_env(env: dict[str, str]) -> dict[str, str]:
+        kept = {}
+        for name, value in env.items():
+            if name.startswith("VLLM_") and not surface.has_env(s.version, name):
+                warnings.append(f"vLLM {s.version} has no {name} (vllm/envs.py of {stands_for}): left out")
+            else:
+                kept[name] = value
+        return kept
+
+    args: list[str] = []
+    items = list(s.backend_args)
+    while items:
+        flag = items.pop(0)
+        value = [items.pop(0)] if items and not items[0].startswith("-") else []
+        name = flag.split("=")[0].split(".")[0]
+        if surface.has_flag(s.version, name):
+            args += [flag, *value]
+        else:
+            warnings.append(f"vLLM {s.version} has no {name} (its `vllm serve` parser, {stands_for}): "
+                            f"{' '.join([flag, *value])} left out")
+    fitted = s.model_copy(update={"backend_env": keep_env(s.backend_env), "issue_env": keep_env(s.issue_env),
+                                  "backend_args": args})
+    return fitted, warnings
 
 
 def vllm_speed(model: ModelSpec, gpu: Gpu | None, c: VllmCandidate) -> Speed | None:

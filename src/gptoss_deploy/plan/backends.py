@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from gptoss_deploy.hardware.types import Gpu
-from gptoss_deploy.plan import versions
+from gptoss_deploy.plan import surface, versions
 
 ROCM_MI_ENV = {  # vLLM AMD recipe for MI300X/MI325X, validated on 0.17.0 (gptoss-facts.md §6)
     "HSA_NO_SCRATCH_RECLAIM": "1",
@@ -17,6 +17,8 @@ ROCM_MI_ENV = {  # vLLM AMD recipe for MI300X/MI325X, validated on 0.17.0 (gptos
 
 
 TRITON_KERNELS_VENDORED_SINCE = "0.12.0"
+ROCM_RECIPE_SINCE = "0.17.0"
+BLACKWELL_MOE_ENV = "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"
 
 
 class BackendChoice(BaseModel):
@@ -55,27 +57,45 @@ def choose_backends(gpu: Gpu | None, version: str, is_gpt_oss: bool = True) -> B
                                     f"{moe} (measured on 0.23.0: FLASH_ATTN + TRITON; before 0.12.0 Triton needed a "
                                     "separately installed triton_kernels, so pip installs ran Marlin)")
     if arch == "blackwell":
-        return BackendChoice(attention="FLASHINFER", moe="flashinfer", fp8_kv_ok=True,
-                             env={"VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8": "1"},
-                             reason="SM100: FlashInfer TRTLLM attention with sinks; FlashInfer MXFP4 MoE with MXFP8 "
-                                    "activations (recipe, compute_cap 10.0)")
+        return blackwell_backends(version)
     if arch == "blackwell-consumer":
         return BackendChoice(attention="TRITON_ATTN", moe="marlin", explicit_attention=True, fp8_kv_ok=True,
                              reason="SM12x: FlashAttention/FlashInfer reject sinks (vllm#40153) -> TRITON_ATTN; "
                                     "triton_kernels MoE needs SM<11 -> Marlin")
     if arch in ("cdna3", "cdna4"):
+        recipe = versions.at_least(version, ROCM_RECIPE_SINCE) and surface.has_flag(version, "-cc")
         return BackendChoice(attention="ROCM_AITER_UNIFIED_ATTN", moe="aiter", env=dict(ROCM_MI_ENV),
                              explicit_attention=True, block_size=64,
                              extra_args=["-cc.pass_config.fuse_rope_kvcache=True",
-                                         "-cc.use_inductor_graph_partition=True"],
+                                         "-cc.use_inductor_graph_partition=True"] if recipe else [],
                              reason="MI300X/MI355X: AMD recipe (vLLM >= 0.17.0) with AITER unified attention, "
-                                    "block size 64")
+                                    "block size 64" + ("" if recipe else f"; its compile options are left out on "
+                                                                         f"{version}, which predates the recipe"))
     if arch == "rdna3.5":
         return BackendChoice(attention="TRITON_ATTN", moe="triton", explicit_attention=True,
                              env={"HSA_OVERRIDE_GFX_VERSION": "11.5.1"},
                              reason="gfx1151: only TRITON_ATTN (AITER supports gfx942/950 only); llama.cpp preferred")
     return BackendChoice(attention="TRITON_ATTN", moe="marlin", explicit_attention=True,
                          reason=f"unknown architecture {arch!r}: the portable Triton attention and Marlin MoE")
+
+
+def blackwell_backends(version: str) -> BackendChoice:
+    """SM100: FlashInfer TRTLLM attention and MoE. The recipe's MXFP8-activation switch is an environment variable
+    up to 0.23 (VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8, gone from vllm/envs.py in 0.24.0); later releases pick the MoE
+    kernel with `--moe-backend` (vllm/config/kernel.py), and `flashinfer_trtllm` keeps the same kernel family
+    (BF16 activations first in the MXFP4 oracle's order, vllm/model_executor/layers/fused_moe/oracle/mxfp4.py)."""
+    base = dict(attention="FLASHINFER", moe="flashinfer", fp8_kv_ok=True)
+    if surface.has_env(version, BLACKWELL_MOE_ENV):
+        return BackendChoice(**base, env={BLACKWELL_MOE_ENV: "1"},
+                             reason="SM100: FlashInfer TRTLLM attention with sinks; FlashInfer MXFP4 MoE with MXFP8 "
+                                    f"activations ({BLACKWELL_MOE_ENV}=1, the recipe's setting for this release)")
+    if "flashinfer_trtllm" in (surface.flag_choices(version, "--moe-backend") or ()):
+        return BackendChoice(**base, extra_args=["--moe-backend", "flashinfer_trtllm"],
+                             reason=f"SM100: FlashInfer TRTLLM attention with sinks; --moe-backend flashinfer_trtllm "
+                                    f"(vLLM {version} has no {BLACKWELL_MOE_ENV}: the MoE kernel is a flag; MXFP8 "
+                                    "activations need the quantization config's moe.activation, not set here)")
+    return BackendChoice(**base,
+                         reason="SM100: FlashInfer TRTLLM attention with sinks; vLLM's automatic MXFP4 MoE choice")
 
 
 def attention_selection(choice: BackendChoice, version: str) -> tuple[list[str], dict[str, str]]:
