@@ -34,8 +34,9 @@ def test_hopper_leaves_attention_to_vllm_auto_selection() -> None:
     assert "--attention-backend" not in plan_for("h100").engine_args
 
 
-def test_blackwell_sets_the_flashinfer_moe_env() -> None:
-    assert plan_for("b200").env["VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"] == "1"
+def test_blackwell_sets_the_flashinfer_moe_env_where_the_release_has_it() -> None:
+    assert plan_for("b200", vllm_version="0.23.0").env["VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8"] == "1"
+    assert "VLLM_USE_FLASHINFER_MOE_MXFP4_MXFP8" not in plan_for("b200", vllm_version="0.24.0").env
 
 
 def test_mi300x_uses_the_amd_recipe_env_and_block_size() -> None:
