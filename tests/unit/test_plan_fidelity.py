@@ -184,3 +184,12 @@ def test_the_default_release_is_the_newest_whose_surface_was_read() -> None:
     from gptoss_deploy.plan import surface
 
     assert versions.vllm_facts().default_version == surface.newest_known()
+
+
+def test_strix_halo_reads_large_ggufs_without_mmap() -> None:
+    big = catalog.lookup("openai/gpt-oss-120b")
+    assert big is not None
+    host = profile_host("strix-halo-128gb")
+    assert "--no-mmap" in make_plan(big, host, PlanRequest(engine="llamacpp")).engine_args
+    assert "--no-mmap" not in make_plan(MODEL, host, PlanRequest(engine="llamacpp")).engine_args
+    assert "--no-mmap" not in make_plan(big, profile_host("4xl40s"), PlanRequest(engine="llamacpp")).engine_args

@@ -175,6 +175,8 @@ class LlamacppEngine(Engine):
             args += ["-ngl", str(s.n_gpu_layers)]
         if s.n_cpu_moe:
             args += ["--n-cpu-moe", str(s.n_cpu_moe)]
+        if s.no_mmap:
+            args.append("--no-mmap")
         return args + ["-lv", "4", "--metrics"]
 
     def engine_env(self, plan: Plan) -> dict[str, str]:

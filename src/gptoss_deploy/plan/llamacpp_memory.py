@@ -17,6 +17,8 @@ from gptoss_deploy.plan.types import LlamacppSettings
 from gptoss_deploy.plan.weights import MXFP4_BYTES_PER_PARAM, count_params
 
 AUTO_SLOTS = 4  # llama-server's own `-np -1` (auto) is 4 slots (tools/server/server.cpp, b11434); the planner's cap
+# Strix Halo (gfx1151): mmap loads hang above ~20 GB (ROCm/legacy-rocm-build#6182, ggml-org/llama.cpp#15889)
+NO_MMAP_ABOVE_BYTES = 20 * 10**9
 GPU_BUDGET_FRACTION = 0.95      # leave room for the driver, other processes and fragmentation
 RAM_BUDGET_FRACTION = 0.90
 KV_BYTES_F16 = 2
@@ -103,7 +105,8 @@ def plan_llamacpp(model: ModelSpec, gguf: str, model_bytes: int, host: Host, n_c
     n_cpu_moe = chosen if chosen is not None else layers
     gpu_need = model_bytes - n_cpu_moe * per_layer + fixed
     ram_need = n_cpu_moe * per_layer
-    settings = LlamacppSettings(**common, n_gpu_layers=999, n_cpu_moe=n_cpu_moe, flash_attn="on",
+    no_mmap = gpu.arch == "rdna3.5" and model_bytes > NO_MMAP_ABOVE_BYTES
+    settings = LlamacppSettings(**common, n_gpu_layers=999, n_cpu_moe=n_cpu_moe, flash_attn="on", no_mmap=no_mmap,
                                 gpu_bytes_per_device=gpu_need // host.gpu_count,
                                 gpu_budget_per_device=per_device_budget, cpu_expert_bytes=ram_need,
                                 ram_bytes_needed=ram_need)

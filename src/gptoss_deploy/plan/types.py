@@ -202,6 +202,7 @@ class LlamacppSettings(BaseModel):
     cpu_expert_bytes: int
     ram_bytes_needed: int
     ram_bytes_available: int | None
+    no_mmap: bool = Field(False, description="--no-mmap: read the GGUF instead of mapping it (Strix Halo > 20 GB)")
 
 
 class Speed(BaseModel):
