@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
 import datetime
 import os
@@ -1431,6 +1432,24 @@ def plain(value: Any) -> Any:
     return None
 
 
+@contextlib.contextmanager
+def collected_parsers(interpreter: Interpreter) -> Iterator[list[Parser]]:
+    """Every parser the interpreter makes while the block runs."""
+    parsers: list[Parser] = []
+    original = interpreter.new_parser
+
+    def tracking_new_parser(kwargs: dict[str, Any]) -> Parser:
+        parser = original(kwargs)
+        parsers.append(parser)
+        return parser
+
+    interpreter.new_parser = tracking_new_parser  # type: ignore[method-assign]
+    try:
+        yield parsers
+    finally:
+        interpreter.new_parser = original  # type: ignore[method-assign]
+
+
 def serve_subcommand_flags(interpreter: Interpreter, inverses: dict[str, str] | None) -> set[str] | None:
     """The option strings of `vllm serve`'s subparser (ServeSubcommand.subparser_init), or None when the release
     has no such class."""
@@ -1445,19 +1464,8 @@ def serve_subcommand_flags(interpreter: Interpreter, inverses: dict[str, str] | 
     if method is None:
         interpreter.warn(f"{SERVE_MODULE} has no ServeSubcommand.subparser_init")
         return None
-    parsers: list[Parser] = []
-    original = interpreter.new_parser
-
-    def tracking_new_parser(kwargs: dict[str, Any]) -> Parser:
-        parser = original(kwargs)
-        parsers.append(parser)
-        return parser
-
-    interpreter.new_parser = tracking_new_parser  # type: ignore[method-assign]
-    try:
+    with collected_parsers(interpreter) as parsers:
         interpreter.call_function(method, [Subparsers(inverses)], {}, force=True)
-    finally:
-        interpreter.new_parser = original  # type: ignore[method-assign]
     parsers = [p for p in parsers if len(p.arguments) > 1]
     if len(parsers) != 1:
         interpreter.warn(f"expected one parser from ServeSubcommand.subparser_init, found {len(parsers)}")
@@ -1476,17 +1484,8 @@ def extract(version: str, root: Path) -> Surface:
     if main_block is None:
         raise SystemExit(f"{version}: {ENTRY_MODULE} has no __main__ block")
     frame = Frame(entry, {"__name__": "__main__"})
-    parsers: list[Parser] = []
-    original = interpreter.new_parser
-
-    def tracking_new_parser(kwargs: dict[str, Any]) -> Parser:
-        parser = original(kwargs)
-        parsers.append(parser)
-        return parser
-
-    interpreter.new_parser = tracking_new_parser  # type: ignore[method-assign]
-    interpreter.run_block(main_block.body, frame)
-    interpreter.new_parser = original  # type: ignore[method-assign]
+    with collected_parsers(interpreter) as parsers:
+        interpreter.run_block(main_block.body, frame)
     parsers = [p for p in parsers if len(p.arguments) > 1]
     if len(parsers) != 1:
         raise SystemExit(f"{version}: expected one parser built by {ENTRY_MODULE}, found {len(parsers)}")

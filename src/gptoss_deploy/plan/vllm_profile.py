@@ -28,6 +28,7 @@ from packaging.version import InvalidVersion, Version
 from gptoss_deploy.errors import DataError, InputError
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.models.spec import ArchConfig
+from gptoss_deploy.plan.versions import parse_version
 
 Runner = Literal["v1", "v2"]
 Label = Literal["derived", "measured", "estimated", "not counted"]
@@ -65,16 +66,9 @@ def _section(name: str) -> Any:
         raise DataError(f"{DATA_FILE} has no {name!r} section", hint="this is a bug in gpt-oss-deploy") from None
 
 
-def _version(text: str) -> Version:
-    try:
-        return Version(Version(text).base_version)
-    except InvalidVersion as exc:
-        raise InputError(f"{text!r} is not a version number", hint="use a release such as 0.23.0") from exc
-
-
 def _in(version: str, spec: str) -> bool:
     try:
-        return _version(version) in SpecifierSet(spec)
+        return parse_version(version) in SpecifierSet(spec)
     except InvalidSpecifier as exc:
         raise DataError(f"{DATA_FILE} has a bad version range {spec!r}") from exc
 
