@@ -51,6 +51,19 @@ def speed_figures(speed: Speed) -> list[Figure]:
     ]
 
 
+def sequences_figure(settings: VllmSettings) -> Figure:
+    """Which max_num_seqs vLLM will use and why: its profiling warms the sampler up for that many sequences."""
+    source = vllm_source(settings.version, "vllm/engine/arg_utils.py")
+    if settings.max_num_seqs == settings.default_max_num_seqs:
+        basis = (f"vLLM {settings.version}'s own default on this device (the batch tier of "
+                 "_get_default_max_num_batched_tokens_and_seqs); the flag is left out")
+        return Figure(name="max_num_seqs", value=str(settings.max_num_seqs), label="derived", basis=basis,
+                      source=source)
+    return Figure(name="max_num_seqs", value=str(settings.max_num_seqs), label="given",
+                  basis=f"set by the plan or by you (vLLM's default here: {settings.default_max_num_seqs}); the "
+                        "sampler warm-up scales with it", source=source)
+
+
 def vllm_figures(model: ModelSpec, host: Host, settings: VllmSettings, memory: VllmMemory, kv: KvPrediction,
                  speed: Speed | None) -> list[Figure]:
     """Every number a vLLM plan prints, labelled."""
@@ -70,6 +83,7 @@ def vllm_figures(model: ModelSpec, host: Host, settings: VllmSettings, memory: V
             continue
         figures.append(Figure(name=term.name.replace("_", " "), value=f"{term.bytes / GIB:.2f} GiB", label=term.label,
                               basis=term.formula, source=term.source))
+    figures.append(sequences_figure(settings))
     kv_source = vllm_source(version, "vllm/v1/core/kv_cache_utils.py")
     kv_label = "given" if memory.kv_from_override else "derived"
     kv_basis = ("--kv-cache-memory-bytes" if memory.kv_from_override
