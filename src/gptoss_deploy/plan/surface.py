@@ -18,6 +18,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from gptoss_deploy import data
 from gptoss_deploy.errors import DataError, InputError
 
 DATA_PACKAGE = "gptoss_deploy.data"
@@ -127,7 +128,7 @@ def _surface() -> _Surface:
 
     try:
         text = resources.files(DATA_PACKAGE).joinpath(FILE_NAME).read_text(encoding="utf-8")
-        content = yaml.safe_load(text)
+        content = data.safe_yaml(text)
     except (OSError, yaml.YAMLError) as exc:
         raise DataError(f"packaged data file {FILE_NAME} cannot be read: {exc}",
                         hint="reinstall gpt-oss-deploy; this is a bug if it persists") from exc

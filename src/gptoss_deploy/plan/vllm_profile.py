@@ -25,6 +25,7 @@ from typing import Any, Literal
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from gptoss_deploy import data
 from gptoss_deploy.errors import DataError, InputError
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.models.spec import ArchConfig
@@ -49,7 +50,7 @@ def facts() -> Mapping[str, Any]:
 
     try:
         text = resources.files("gptoss_deploy.data").joinpath(DATA_FILE).read_text(encoding="utf-8")
-        content = yaml.safe_load(text)
+        content = data.safe_yaml(text)
     except (OSError, yaml.YAMLError) as exc:
         raise DataError(f"packaged data file {DATA_FILE} cannot be read: {exc}",
                         hint="reinstall gpt-oss-deploy; this is a bug if it persists") from exc
