@@ -193,3 +193,12 @@ def test_strix_halo_reads_large_ggufs_without_mmap() -> None:
     assert "--no-mmap" in make_plan(big, host, PlanRequest(engine="llamacpp")).engine_args
     assert "--no-mmap" not in make_plan(MODEL, host, PlanRequest(engine="llamacpp")).engine_args
     assert "--no-mmap" not in make_plan(big, profile_host("4xl40s"), PlanRequest(engine="llamacpp")).engine_args
+
+
+def test_gpu_names_match_catalog_aliases_as_whole_words() -> None:
+    from gptoss_deploy.hardware.profiles import find_gpu_key
+
+    assert find_gpu_key("NVIDIA L40") is None  # a 48 GB Ada card, not the 24 GB L4
+    assert find_gpu_key("NVIDIA L4") == "l4" and find_gpu_key("NVIDIA L40S") == "l40s"
+    assert find_gpu_key("NVIDIA A100-SXM4-80GB") == "a100-80gb"
+    assert find_gpu_key("NVIDIA H100 80GB HBM3") == "h100-sxm"

@@ -52,8 +52,9 @@ def find_gpu_key(name: str) -> str | None:
     if norm in index:
         return index[norm]
     # NVML names carry vendor prefixes and suffixes ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB").
+    # Whole words only: "NVIDIA L40" is not an L4, "A100" is not an A10.
     for alias in sorted(index, key=len, reverse=True):
-        if len(alias) >= 4 and alias in norm:
+        if len(alias) >= 4 and re.search(rf"(?<![a-z0-9]){re.escape(alias)}(?![a-z0-9])", norm):
             return index[alias]
     return None
 
