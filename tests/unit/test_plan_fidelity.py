@@ -202,3 +202,19 @@ def test_gpu_names_match_catalog_aliases_as_whole_words() -> None:
     assert find_gpu_key("NVIDIA L4") == "l4" and find_gpu_key("NVIDIA L40S") == "l40s"
     assert find_gpu_key("NVIDIA A100-SXM4-80GB") == "a100-80gb"
     assert find_gpu_key("NVIDIA H100 80GB HBM3") == "h100-sxm"
+
+
+def test_amd_gpus_are_told_apart_by_product_name_not_only_by_gfx(tmp_path) -> None:
+    from gptoss_deploy.hardware.amd import detect_amd
+
+    device = tmp_path / "sys/class/drm/card0/device"
+    device.mkdir(parents=True)
+    (device / "vendor").write_text("0x1002\n")
+    (device / "mem_info_vram_total").write_text(str(256 * GIB) + "\n")
+    (device / "mem_info_gtt_total").write_text(str(64 * GIB) + "\n")
+    (device / "product_name").write_text("AMD Instinct MI325X\n")
+    node = tmp_path / "sys/class/kfd/kfd/topology/nodes/1"
+    node.mkdir(parents=True)
+    (node / "properties").write_text("gfx_target_version 90402\n")
+    gpus, _, _ = detect_amd(tmp_path)
+    assert [(g.key, g.gfx_target, g.arch) for g in gpus] == [("mi325x", "gfx942", "cdna3")]

@@ -93,7 +93,9 @@ def detect_amd(root: Path = Path("/")) -> tuple[list[Gpu], AmdHostSettings | Non
         vram = _read_int(device / "mem_info_vram_total") or 0
         gtt = _read_int(device / "mem_info_gtt_total") or 0
         gfx = targets[index] if index < len(targets) else None
-        key = find_gpu_key(gfx) if gfx else None
+        product = _read(device / "product_name")
+        # the product name first: one gfx target serves several products (gfx942: MI300X and MI325X)
+        key = (find_gpu_key(product) if product else None) or (find_gpu_key(gfx) if gfx else None)
         known = gpu_from_spec(key) if key else None
         unified = vram < 4 * GIB and gtt > vram  # APU: small carve-out, real budget in GTT
         budget = gtt if unified else vram
@@ -106,7 +108,7 @@ def detect_amd(root: Path = Path("/")) -> tuple[list[Gpu], AmdHostSettings | Non
         if unified and settings.gttsize_mib is None:
             notes.append("amdgpu.gttsize is not set: GTT defaults to half of RAM; raise amdgpu.gttsize and "
                          "ttm.pages_limit to give the GPU more")
-        name = _read(device / "product_name") or (known.name if known else f"AMD GPU {gfx or 'unknown'}")
+        name = product or (known.name if known else f"AMD GPU {gfx or 'unknown'}")
         gpus.append(Gpu(
             name=name, key=key, vendor="amd", arch=arch_for_gfx(gfx or ""), gfx_target=gfx,
             memory_bytes=budget, visible_bytes=max(visible, 1), unified_memory=unified,
