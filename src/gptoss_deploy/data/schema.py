@@ -196,7 +196,12 @@ class GpuSpec(Strict):
     unified_memory: bool = False
     consumer: bool = False
     host_arch: str | None = Field(None, description="the CPU architecture of hosts built around this GPU (GB10: aarch64)")
+    bf16_tflops: float | None = Field(None, gt=0, description="dense (no sparsity) BF16 tensor peak, TFLOPS")
+    interconnect: Literal["nvlink", "xgmi", "pcie", "unified"] | None = Field(
+        None, description="how GPUs of this model talk to each other in the usual server")
+    link_gbs: float | None = Field(None, gt=0, description="per-GPU, per-direction interconnect bandwidth, GB/s")
     source: str
+    performance_source: str | None = Field(None, description="where the compute peak and interconnect come from")
 
 
 class HostSpec(Strict):
@@ -272,5 +277,55 @@ class PriceTable(Strict):
     providers: dict[str, PriceEntry]
 
 
+# -- throughput.yaml ---------------------------------------------------------------------------------------
+class EngineEfficiency(Strict):
+    """An engine's efficiency constants in the throughput model (plan/throughput.py), and how they were fitted."""
+
+    bandwidth: float = Field(gt=0, le=1)
+    compute: float = Field(gt=0, le=1)
+    step_overhead_s: float = Field(ge=0)
+    label: Literal["measured", "estimated"] = "estimated"
+    source: str
+
+
+class LinkCost(Strict):
+    """The cost of one collective on an interconnect."""
+
+    gbs: float = Field(gt=0)
+    latency_s: float = Field(ge=0)
+    label: Literal["given", "estimated"] = "estimated"
+    source: str
+
+
+class ThroughputAnchor(Strict):
+    """A public measurement of gpt-oss on vLLM at a concurrency: the model is fitted on some, checked on all."""
+
+    id: str
+    model: Literal["gpt-oss-20b", "gpt-oss-120b"]
+    gpu: str
+    tp: int = Field(1, gt=0)
+    dp: int = Field(1, gt=0)
+    vllm: str
+    input_tokens: int = Field(gt=0)
+    output_tokens: int = Field(gt=0)
+    concurrency: int = Field(gt=0)
+    max_num_seqs: int = Field(256, gt=0)
+    max_model_len: int | None = None
+    metric: Literal["output_tokens_per_s", "tpot_ms", "total_tokens_per_s"]
+    value: float = Field(gt=0)
+    held_out: bool = Field(False, description="kept out of the fit; its error is reported")
+    note: str = ""
+    source: str
+
+
+class ThroughputFacts(Strict):
+    """throughput.yaml."""
+
+    schema_version: Literal[1]
+    vllm: EngineEfficiency
+    links: dict[str, LinkCost]
+    anchors: list[ThroughputAnchor]
+
+
 MODELS: dict[str, type[Strict]] = {"engine_facts": EngineFacts, "known_issues": KnownIssues, "gpus": GpuCatalog,
-                                   "models": ModelCatalog, "prices": PriceTable}
+                                   "models": ModelCatalog, "prices": PriceTable, "throughput": ThroughputFacts}

@@ -113,5 +113,7 @@ def detect_amd(root: Path = Path("/")) -> tuple[list[Gpu], AmdHostSettings | Non
             name=name, key=key, vendor="amd", arch=arch_for_gfx(gfx or ""), gfx_target=gfx,
             memory_bytes=budget, visible_bytes=max(visible, 1), unified_memory=unified,
             bandwidth_gbs=known.bandwidth_gbs if known else None, memory_source=source,
+            bf16_tflops=known.bf16_tflops if known else None, interconnect=known.interconnect if known else None,
+            link_gbs=known.link_gbs if known else None,
         ))
     return gpus, settings, notes

@@ -89,6 +89,8 @@ def gpu_from_nvml(device: NvmlReading, root: Path = Path("/")) -> Gpu:
         name=device.name, key=key, vendor="nvidia", arch=arch_for(cc),
         compute_capability=f"{cc[0]}.{cc[1]}", memory_bytes=memory, visible_bytes=visible,
         bandwidth_gbs=known.bandwidth_gbs if known else None, unified_memory=unified,
+        bf16_tflops=known.bf16_tflops if known else None, interconnect=known.interconnect if known else None,
+        link_gbs=known.link_gbs if known else None,
         consumer=known.consumer if known else "geforce" in device.name.lower(), memory_source=source,
     )
 

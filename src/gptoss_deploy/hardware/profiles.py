@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from gptoss_deploy import data
 from gptoss_deploy.data.schema import GpuSpec
@@ -41,8 +42,15 @@ def gpu_from_spec(key: str) -> Gpu:
     return Gpu(
         name=spec.name, key=key, vendor=spec.vendor, arch=spec.arch, compute_capability=spec.compute_capability,
         gfx_target=spec.gfx_target, memory_bytes=memory, visible_bytes=visible, bandwidth_gbs=spec.bandwidth_gbs,
-        unified_memory=spec.unified_memory, consumer=spec.consumer, memory_source="profile",
+        unified_memory=spec.unified_memory, consumer=spec.consumer, memory_source="profile", **performance(spec),
     )
+
+
+def performance(spec: GpuSpec | None) -> dict[str, Any]:
+    """The catalog's compute peak and interconnect for a Gpu (empty when the GPU is not in the catalog)."""
+    if spec is None:
+        return {}
+    return {"bf16_tflops": spec.bf16_tflops, "interconnect": spec.interconnect, "link_gbs": spec.link_gbs}
 
 
 def find_gpu_key(name: str) -> str | None:

@@ -24,6 +24,9 @@ class Gpu(BaseModel):
     memory_bytes: int = Field(gt=0, description="total device memory (NVML/sysfs), or the GTT/RAM budget on unified parts")
     visible_bytes: int = Field(gt=0, description="total as the CUDA/HIP runtime reports it (vLLM's total)")
     bandwidth_gbs: float | None = None
+    bf16_tflops: float | None = Field(None, description="dense BF16 tensor peak (throughput model)")
+    interconnect: str | None = Field(None, description="nvlink, xgmi, pcie or unified (throughput model)")
+    link_gbs: float | None = Field(None, description="per-direction GPU-to-GPU bandwidth, GB/s")
     unified_memory: bool = False
     consumer: bool = False
     memory_source: str = "profile"

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from gptoss_deploy.hardware.types import GIB
 from gptoss_deploy.models.spec import ModelSpec
-from gptoss_deploy.plan import speed, versions
+from gptoss_deploy.plan import throughput, versions
 from gptoss_deploy.plan.llamacpp_memory import LlamacppFit
 from gptoss_deploy.plan.search import VllmCandidate
 from gptoss_deploy.plan.types import Explain, VllmMemory
@@ -73,9 +73,10 @@ def vllm_rows(model: ModelSpec, c: VllmCandidate) -> list[Explain]:
 
 def vllm_speed_basis(context: int) -> str:
     """How the single-stream vLLM speed is extrapolated."""
-    return (f"vLLM at {context} tokens of context: bytes/(bandwidth x {speed.VLLM_BANDWIDTH_EFFICIENCY:g}) + "
-            f"{speed.VLLM_STEP_OVERHEAD_S * 1000:g} ms per step, the model that reproduces the anchor (and GB10 120b "
-            "33-34 tok/s, NVIDIA/dgx-spark-playbooks#79)")
+    eff = throughput.default_efficiency()
+    return (f"vLLM at {context} tokens of context: bytes/(bandwidth x {eff.bandwidth:g}) + "
+            f"{eff.step_overhead_s * 1000:g} ms per step, the throughput model's constants fitted on public anchors "
+            "(data/throughput.yaml; GB10 120b stock vLLM 33-34 tok/s, NVIDIA/dgx-spark-playbooks#79, among them)")
 
 
 def llamacpp_rows(fit: LlamacppFit) -> list[Explain]:

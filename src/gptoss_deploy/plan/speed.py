@@ -10,10 +10,8 @@ from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import Speed
 from gptoss_deploy.plan.weights import active_bytes_per_token
 
-# vLLM: 0.75 of bandwidth plus ~2 ms per decode step, set from two public measurements: H100 20b 3.30 ms TPOT =
-# 303 tok/s (docs/measured/h100-vllm-0.23.0.md) and GB10 120b stock 33-34 tok/s (NVIDIA/dgx-spark-playbooks#79).
-VLLM_BANDWIDTH_EFFICIENCY = 0.75
-VLLM_STEP_OVERHEAD_S = 0.002
+# vLLM's bandwidth share and per-step overhead are the throughput model's (data/throughput.yaml, fitted on public
+# anchors by bench/throughput_model.py), so the one-stream figure and the load curve's first point agree.
 LLAMACPP_EFFICIENCY = 0.85   # Strix Halo llama.cpp 47.4 of 51 tok/s (92%), rounded down (lhl/strix-halo-testing#33)
 VLLM_ANCHOR = ("303 tok/s measured: gpt-oss-20b single-stream decode (median TPOT 3.30 ms), 1x H100 80GB HBM3, "
                "vLLM 0.23.0 (docs/measured/h100-vllm-0.23.0.md)")
