@@ -23,7 +23,9 @@ def test_plan_json_is_the_full_versioned_plan(capsys: pytest.CaptureFixture[str]
     code, out, err = run(capsys, "plan", "--profile", "4xL40S", "--model", "gpt-oss-120b", "--json")
     assert code == 0
     plan = data_of(out, "plan")
-    assert plan["schema_version"] == 2 and plan["verdict"] == "fits" and plan["vllm"]["tensor_parallel_size"] == 2
+    assert plan["schema_version"] == 2 and plan["verdict"] == "fits"
+    layout = plan["parallel"]  # every GPU used: TP x DP covers the four L40S
+    assert plan["vllm"]["tensor_parallel_size"] * plan["vllm"]["data_parallel_size"] == 4 and layout["idle_gpus"] == 0
     assert any("KV cache size" in line for line in plan["predicted_log"])
 
 

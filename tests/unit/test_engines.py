@@ -21,7 +21,8 @@ VLLM, LLAMA = registry.get("vllm"), registry.get("llamacpp")
 
 
 def vllm_plan():
-    return make_plan(catalog.lookup("gpt-oss-120b"), profile_host("4xL40S"), PlanRequest())
+    return make_plan(catalog.lookup("gpt-oss-120b"), profile_host("4xL40S"), PlanRequest(tensor_parallel_size=2,
+                                                                                          data_parallel_size=1))
 
 
 def llama_plan():

@@ -24,15 +24,17 @@ def test_seed000_bf16_120b_does_not_fit_4x_l40s_and_proposes_mxfp4_and_gguf() ->
     assert "217.6 GiB (bf16)" in plan.reasons[0]
     assert "178.2 GiB of GPU memory" in plan.reasons[0]
     descriptions = [a.description for a in plan.alternatives]
-    assert any("openai/gpt-oss-120b" in d and "TP2" in d for d in descriptions)
-    assert any("TP4" in d for d in descriptions)
+    assert any("openai/gpt-oss-120b" in d and "TP4" in d for d in descriptions)
     assert any(a.engine == "llamacpp" and a.verdict == "fits" for a in plan.alternatives)
 
 
-def test_seed000_official_120b_on_4x_l40s_is_tp2_with_triton_attention_and_marlin() -> None:
+def test_seed000_official_120b_on_4x_l40s_uses_all_four_with_triton_attention_and_marlin() -> None:
     plan = plan_for("gpt-oss-120b", "4xL40S")
     assert plan.verdict == "fits"
-    assert plan.vllm is not None and plan.vllm.tensor_parallel_size == 2
+    assert plan.vllm is not None and plan.parallel is not None
+    # TP2 is the smallest TP that holds it; the four GPUs are used as TP4 or TP2 x DP2, whichever the goal prefers
+    assert {(o.tp, o.dp) for o in plan.parallel.options} == {(2, 2), (4, 1)}
+    assert plan.vllm.tensor_parallel_size * plan.vllm.data_parallel_size == 4
     assert plan.vllm.attention_backend == "TRITON_ATTN" and plan.vllm.moe_backend == "marlin"
     assert plan.engine_args[plan.engine_args.index("--attention-backend") + 1] == "TRITON_ATTN"
 

@@ -105,7 +105,48 @@ def plan_request(args: argparse.Namespace):
         max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
         kv_cache_dtype=args.kv_cache_dtype or "auto", kv_cache_memory_bytes=args.kv_cache_memory_bytes,
         enforce_eager=args.enforce_eager, tool_calling=not args.no_tools, offline=args.offline, force=args.force,
-        nodes=args.nodes)
+        nodes=args.nodes, goal=getattr(args, "goal", "throughput"),
+        data_parallel_size=getattr(args, "data_parallel_size", None),
+        pipeline_parallel_size=getattr(args, "pipeline_parallel_size", None),
+        input_tokens=getattr(args, "input_tokens", 1024), output_tokens=getattr(args, "output_tokens", 1024),
+        slo_ttft_ms=getattr(args, "slo_ttft_ms", None), slo_tpot_ms=getattr(args, "slo_tpot_ms", None),
+        calibration=read_calibration(args.calibrate) if getattr(args, "calibrate", None) else None)
+
+
+def read_calibration(path: str) -> list[dict[str, float | None]]:
+    """Load levels from a `gptoss bench [--sweep] --json` file: concurrency, mean input and output tokens per
+    request, output tokens/s and median TPOT of each result; InputError when there are none."""
+    import json
+
+    from gptoss_deploy.errors import InputError
+    from gptoss_deploy.inputs import read_user_file
+
+    text = read_user_file(path, what="--calibrate file")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--calibrate {path} is not JSON ({exc.msg}, line {exc.lineno})",
+                         hint="pass the file `gptoss bench --sweep --json > FILE` wrote") from None
+    body = document.get("data", document) if isinstance(document, dict) else {}
+    results = body.get("results") if isinstance(body, dict) else None
+    levels: list[dict[str, float | None]] = []
+    for r in results if isinstance(results, list) else []:
+        try:
+            done = int(r["completed"])
+            if done < 1 or not r.get("max_concurrency"):
+                continue
+            levels.append({"concurrency": int(r["max_concurrency"]),
+                           "input_tokens": max(1, round(r["total_input_tokens"] / done)),
+                           "output_tokens": max(1, round(r["total_output_tokens"] / done)),
+                           "output_tokens_per_s": float(r["output_throughput"]),
+                           "tpot_ms": float(r["median_tpot_ms"]) or None})
+        except (KeyError, TypeError, ValueError):
+            continue
+    levels = [lv for lv in levels if (lv["output_tokens_per_s"] or 0) > 0]
+    if not levels:
+        raise InputError(f"--calibrate {path} holds no bench result with a concurrency and a throughput",
+                         hint="run `gptoss bench --sweep --json > FILE` against this host's server first")
+    return levels
 
 
 def read_key_file(path: str) -> str:

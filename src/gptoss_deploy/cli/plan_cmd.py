@@ -42,7 +42,25 @@ def add_plan_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vllm-version", help="plan for this vLLM release (default: installed, else the newest known)")
     p.add_argument("--offline", action="store_true", help="plan for a host without internet (harmony vocab)")
     p.add_argument("--nodes", type=bounded(1, 1024, integer=True), default=1,
-                   help="machines like this one: >1 plans TP within a node and pipeline parallel across nodes (Ray)")
+                   help="machines like this one: replicas of a one-node server, or TP within a node and pipeline "
+                        "stages across nodes when one node cannot hold the model")
+    g = p.add_argument_group("layout (TP x DP x PP, chosen with the throughput model)")
+    g.add_argument("--goal", choices=("throughput", "latency", "context"), default="throughput",
+                   help="throughput: most tokens/s at the context asked for (default); latency: fastest single "
+                        "stream; context: most requests of full length in the KV cache")
+    g.add_argument("--data-parallel-size", type=bounded(1, 64, integer=True),
+                   help="replicas per node (vLLM --data-parallel-size; default: fill the node)")
+    g.add_argument("--pipeline-parallel-size", type=bounded(1, 64, integer=True),
+                   help="pipeline stages, one per node (needs --nodes; default: only when one node cannot hold "
+                        "the model)")
+    g.add_argument("--input-tokens", type=bounded(1, 10_000_000, integer=True), default=1024,
+                   help="prompt tokens per request, for the throughput model (default 1024)")
+    g.add_argument("--output-tokens", type=bounded(1, 10_000_000, integer=True), default=1024,
+                   help="output tokens per request, for the throughput model (default 1024)")
+    g.add_argument("--slo-ttft-ms", type=bounded(0.001, 1e9), help="only layouts and loads with TTFT under this")
+    g.add_argument("--slo-tpot-ms", type=bounded(0.001, 1e9), help="only layouts and loads with TPOT under this")
+    g.add_argument("--calibrate", metavar="FILE",
+                   help="a `gptoss bench --sweep --json` result from this host: fit the model's efficiency to it")
     add_engine_locations(p)
 
 

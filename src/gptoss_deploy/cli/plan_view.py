@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gptoss_deploy.hardware.types import GIB
-from gptoss_deploy.plan.types import Plan, VllmMemory
+from gptoss_deploy.plan.types import Parallelism, Plan, VllmMemory
 
 VERDICT_STYLE = {"fits": "bold green", "fits with changes": "bold yellow", "does not fit": "bold red"}
 SEVERITY_STYLE = {"refuse": "red", "warn": "yellow", "info": "cyan"}
@@ -44,6 +44,32 @@ def _command_line(plan: Plan) -> str:
         return ""
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(plan.env.items()))
     return (env + " " if env else "") + shlex.join(registry.get(plan.engine).display_command(plan))
+
+
+def render_parallel(par: Parallelism, out: Console) -> None:
+    """The layouts compared for the goal, the chosen one's load curve, and what every GPU does."""
+    table = Table("layout", "GPUs", "peak out tok/s", "at users", "knee", "1-user tok/s", "1-user TTFT ms",
+                  "full-length requests", "SLO", title=f"Layouts for goal '{par.goal}' ({par.input_tokens} in / "
+                  f"{par.output_tokens} out per request; predicted \\[{par.label}])", title_justify="left")
+    for o in par.options:
+        name = " x ".join([f"TP{o.tp}"] + ([f"DP{o.dp}"] if o.dp > 1 else []) + ([f"PP{o.pp}"] if o.pp > 1 else []))
+        if o.nodes > 1:
+            name += f" on {o.nodes} nodes"
+        table.add_row(Text(name + (" ✓" if o.chosen else ""), style="bold" if o.chosen else ""),
+                      f"{o.gpus_used}" + (f" (+{o.idle_gpus} idle)" if o.idle_gpus else ""),
+                      f"{o.peak_output_tokens_per_s:,.0f}", str(o.peak_concurrency), str(o.knee),
+                      f"{o.single_user_tokens_per_s:,.0f}", f"{o.ttft_ms_single:,.0f}",
+                      f"{o.requests_at_max_len * o.dp * max(o.nodes // max(o.pp, 1), 1):.1f}",
+                      "meets" if o.meets_slo else "misses")
+    out.print(table)
+    curve = Table("users", "out tok/s", "per user tok/s", "per GPU tok/s", "TPOT ms", "TTFT ms", "bound",
+                  title=f"Chosen layout under load (knee at {par.knee} users)", title_justify="left")
+    for p in par.curve:
+        curve.add_row(str(p.concurrency), f"{p.output_tokens_per_s:,.0f}", f"{p.per_user_tokens_per_s:,.0f}",
+                      f"{p.per_gpu_tokens_per_s:,.0f}", f"{p.tpot_ms:,.1f}", f"{p.ttft_ms:,.0f}", p.bound)
+    out.print(curve)
+    out.print(f"  {escape(par.efficiency)}", soft_wrap=True)
+    out.print("[bold]GPUs[/bold]: " + "; ".join(par.gpu_roles), soft_wrap=True)
 
 
 def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -> None:
@@ -80,6 +106,8 @@ def render_plan(plan: Plan, explain: bool = False, out: Console | None = None) -
         out.print(f"\n[bold]Decode, one stream[/bold]: ceiling {s.ceiling_tokens_per_s:.0f} tok/s \\[derived] "
                   f"({s.bandwidth_gbs:.0f} GB/s ÷ {s.bytes_per_token / 1e9:.2f} GB/token), expected "
                   f"~{s.expected_tokens_per_s:.0f} tok/s \\[{s.label}] ({escape(s.basis)}; anchor: {escape(s.anchor)})")
+    if plan.parallel is not None:
+        render_parallel(plan.parallel, out)
     if plan.figures:
         table = Table("number", "value", "label", "how it is known", title="Where the numbers come from",
                       title_justify="left")

@@ -10,14 +10,23 @@ from gptoss_deploy import __version__, data
 from gptoss_deploy.errors import InputError
 from gptoss_deploy.hardware.types import GIB, Gpu, Host
 from gptoss_deploy.models.spec import ModelSpec
-from gptoss_deploy.plan import explain, surface, versions
+from gptoss_deploy.plan import explain, parallel, surface, throughput, versions
 from gptoss_deploy.plan import speed as speed_model
 from gptoss_deploy.plan.figures import llamacpp_figures, vllm_figures
 from gptoss_deploy.plan.issues import IssueContext, matching_issues
 from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION, LlamacppFit, gguf_for, plan_slots
 from gptoss_deploy.plan.refusals import refuse_requested
 from gptoss_deploy.plan.search import Knobs, Search, VllmCandidate, evaluate, starting_point, valid_tp_sizes
-from gptoss_deploy.plan.types import Alternative, Change, Plan, PlanRequest, Speed, VllmSettings
+from gptoss_deploy.plan.types import (
+    Alternative,
+    Change,
+    LlamacppSettings,
+    Parallelism,
+    Plan,
+    PlanRequest,
+    Speed,
+    VllmSettings,
+)
 from gptoss_deploy.plan.vllm_memory import predicted_log_lines
 from gptoss_deploy.plan.weights import weight_bytes
 
@@ -86,14 +95,24 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
     search = Search(model, host, request, version, [])
     chosen = search.run()
     warnings = ([choice.warning] if choice.warning else []) + list(refusals.warnings)
+    staged, pp = model, 1
+    if (request.pipeline_parallel_size or 1) > 1 or (chosen is None and request.nodes > 1):
+        staged, pp, chosen = pipeline_stages(model, host, request, version)
     if chosen is not None:
+        chosen, parallel = use_every_gpu(staged, host, request, version, chosen, pp)
         chosen.settings.version_basis = choice.basis
         changes = refusals.changes + changes_from(request, chosen.settings, model.arch.max_position_embeddings,
-                                                  kv_gained_by_fewer_seqs(model, host, request, chosen))
-        plan = _assemble_vllm(model, host, request, chosen, changes, warnings)
+                                                  kv_gained_by_fewer_seqs(staged, host, request, chosen))
+        plan = _assemble_vllm(staged, host, request, chosen, changes, warnings)
+        plan.parallel, plan.nodes = parallel, request.nodes
+        if pp > 1:  # single-stream speed crosses every stage: the whole model's bytes
+            plan.speed = vllm_speed(model, host.gpu, chosen)
+        if parallel is not None:
+            plan.reasons.insert(1, f"{parallel.mode}: {parallel.why}")
+            plan.warnings += parallel.notes
         if with_alternatives:
             plan.alternatives = tp_alternatives(model, host, request, version, chosen.settings.tensor_parallel_size)
-        return across_nodes(plan, request.nodes) if request.nodes > 1 else plan
+        return plan
     best = search.best_tried()
     plan = base_plan(model, host, verdict="does not fit", reasons=[does_not_fit_numbers(model, host, best)],
                      engine=None, issues=best.issues if best else [], warnings=warnings + list(model.notes),
@@ -103,6 +122,71 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
     if with_alternatives:
         plan.alternatives = tp_alternatives(model, host, request, version, None)
     return plan
+
+
+def stage_model(model: ModelSpec, pp: int) -> ModelSpec:
+    """What the fullest of `pp` pipeline stages holds: ceil(n / pp) layers of each attention kind (vLLM keeps the
+    model's KV groups across stages, so a stage's block spans its share of each group's layers; the tiny lane model
+    [sliding, full] keeps one of each per stage), with the embedding and the lm_head counted (an upper bound)."""
+    kinds = model.arch.kinds()
+    full = -(-kinds.count("full_attention") // pp)
+    sliding = -(-kinds.count("sliding_attention") // pp)
+    types = [kind for i in range(max(full, sliding)) for kind, count in
+             (("sliding_attention", sliding), ("full_attention", full)) if i < count]
+    arch = model.arch.model_copy(update={"num_hidden_layers": len(types), "layer_types": types})
+    return model.model_copy(update={"arch": arch})
+
+
+def pipeline_stages(model: ModelSpec, host: Host, request: PlanRequest,
+                    version: str) -> tuple[ModelSpec, int, VllmCandidate | None]:
+    """One node cannot hold the model (or --pipeline-parallel-size asks for stages): the fewest pipeline stages,
+    one per node, whose share fits a node."""
+    sizes = [request.pipeline_parallel_size] if request.pipeline_parallel_size else range(2, request.nodes + 1)
+    for pp in sizes:
+        staged = stage_model(model, pp)
+        found = Search(staged, host, request.model_copy(update={"pipeline_parallel_size": pp}), version, []).run()
+        if found is not None:
+            # vLLM's own multi-node runtime (--nnodes, vllm-project/vllm#23691, first in 0.11.1), else Ray
+            executor = None if surface.has_flag(version, "--nnodes") else "ray"
+            found.settings = found.settings.model_copy(update={"nnodes": pp, "distributed_executor_backend": executor})
+            return staged, pp, found
+    return model, 1, None
+
+
+def use_every_gpu(model: ModelSpec, host: Host, request: PlanRequest, version: str, chosen: VllmCandidate,
+                  pp: int) -> tuple[VllmCandidate, Parallelism | None]:
+    """Compare every TP that fits (with DP filling the node, replicas or stages across nodes) for the goal and
+    switch to the winner (plan/parallel.py). CPU plans keep their one process."""
+    if host.gpu is None or not host.gpus:
+        return chosen, None
+    s = chosen.settings
+    tps = [t for t in valid_tp_sizes(model, host.gpu_count) if t >= s.tensor_parallel_size]
+    if request.tensor_parallel_size or pp > 1:
+        tps = [s.tensor_parallel_size]
+    candidates: dict[int, VllmCandidate] = {}
+    for tp in tps:
+        c = chosen if tp == s.tensor_parallel_size else evaluate(
+            model, host, request, version, Knobs(tp, s.gpu_memory_utilization, s.max_num_batched_tokens,
+                                                 s.max_num_seqs, s.max_model_len, s.kv_cache_dtype))
+        if c.fits:
+            candidates[tp] = c
+    fitted = [parallel.Fitted(tp, c.settings.max_model_len, c.kv.num_blocks, c.kv.block_size, c.settings.max_num_seqs,
+                              c.settings.max_num_batched_tokens, c.settings.kv_cache_dtype, c.kv.max_concurrency)
+              for tp, c in candidates.items()]
+    result = parallel.choose(model, host, request, fitted, pp, request.nodes)
+    winner = candidates[result.tp]
+    winner.settings = winner.settings.model_copy(update={
+        "data_parallel_size": result.dp, "pipeline_parallel_size": s.pipeline_parallel_size, "nnodes": s.nnodes,
+        "distributed_executor_backend": s.distributed_executor_backend})
+    if result.dp > 1:
+        result.notes.append(f"--data-parallel-size {result.dp}: vLLM runs the MoE layers over all DP x TP = "
+                            f"{result.dp * result.tp} GPUs, so each GPU holds less expert weight than planned here; "
+                            "the memory figures are per TP group (an upper bound on weights, a lower bound on KV)")
+    if pp > 1:
+        result.notes.append(f"memory is planned per pipeline stage: {model.arch.num_hidden_layers} layers of the "
+                            "model on each node's GPUs, with the embedding and the lm_head counted on every stage "
+                            "(an upper bound)")
+    return winner, result
 
 
 def kv_gained_by_fewer_seqs(model: ModelSpec, host: Host, request: PlanRequest, chosen: VllmCandidate) -> int:
@@ -232,8 +316,9 @@ def vllm_speed(model: ModelSpec, gpu: Gpu | None, c: VllmCandidate) -> Speed | N
         return None
     tp = c.settings.tensor_parallel_size
     per_token_kv = c.kv.full_layer_bytes_per_token * tp  # all ranks together
+    eff = throughput.default_efficiency()
     estimate = speed_model.decode_speed(model, gpu.bandwidth_gbs, SPEED_CONTEXT, per_token_kv, tp,
-                                        speed_model.VLLM_BANDWIDTH_EFFICIENCY, speed_model.VLLM_STEP_OVERHEAD_S,
+                                        eff.bandwidth, eff.step_overhead_s,
                                         explain.vllm_speed_basis(SPEED_CONTEXT))
     ratio = estimate.expected_tokens_per_s / VLLM_ANCHOR_TOKENS_PER_S
     return estimate.model_copy(update={"anchor": f"{speed_model.VLLM_ANCHOR}; this plan = anchor x {ratio:.2f}"})
@@ -257,22 +342,6 @@ def tp_alternatives(model: ModelSpec, host: Host, request: PlanRequest, version:
             alts.append(Alternative(description=f"vLLM TP{tp}", verdict="fits", engine="vllm", model=model.id,
                                     detail=f"{c.kv.max_concurrency:.2f}x concurrency at {target:,} tokens"))
     return alts
-
-
-def across_nodes(plan: Plan, nodes: int) -> Plan:
-    """Spread a one-node vLLM plan over `nodes` machines: TP within a node, PP across nodes, Ray executor.
-
-    Pipeline stages split the layers, so each GPU holds 1/nodes of the planned weights and KV layers: the
-    one-node memory figures are an upper bound, and the KV capacity per request grows about `nodes` times.
-    """
-    assert plan.vllm is not None
-    plan.vllm = plan.vllm.model_copy(update={"pipeline_parallel_size": nodes, "distributed_executor_backend": "ray"})
-    plan.nodes = nodes
-    plan.reasons.append(f"{nodes} nodes: TP{plan.vllm.tensor_parallel_size} within each node, pipeline parallel "
-                        f"{nodes} across nodes on a Ray cluster (vLLM's multi-node mode)")
-    plan.warnings.append(f"memory is planned for one node; with {nodes} pipeline stages each GPU holds about 1/{nodes} "
-                         "of that, so the figures are an upper bound (the KV cache grows accordingly)")
-    return plan
 
 
 def does_not_fit_numbers(model: ModelSpec, host: Host, best: VllmCandidate | None) -> str:
@@ -322,7 +391,31 @@ def llamacpp_plan(model: ModelSpec, host: Host, request: PlanRequest) -> Plan:
     return base_plan(model, host, verdict="fits" if fit.fits else "does not fit", reasons=[f"llama.cpp: {fit.why}"],
                      engine="llamacpp" if fit.fits else None, llamacpp=settings, issues=issues, speed=speed,
                      warnings=warnings, explain=explain.llamacpp_rows(fit),
-                     figures=llamacpp_figures(host, settings, speed))
+                     figures=llamacpp_figures(host, settings, speed),
+                     parallel=llamacpp_layout(host, request, settings) if fit.fits else None)
+
+
+def llamacpp_layout(host: Host, request: PlanRequest, settings: LlamacppSettings) -> Parallelism:
+    """What every GPU does under llama-server: its default --split-mode layer spreads the offloaded layers over
+    every visible GPU (one process, one endpoint); experts kept in RAM run on the CPU. No throughput model here
+    (it is vLLM's); more nodes are replicas."""
+    count = len(host.gpus)
+    cpu_part = f"; experts of {settings.n_cpu_moe} layers on the CPU" if settings.n_cpu_moe else ""
+    if count:
+        roles = [f"node {node} GPU {i}: llama-server, layers split across the {count} GPU(s){cpu_part}"
+                 for node in range(request.nodes) for i in range(count)]
+    else:
+        roles = [f"node {node}: llama-server on the CPU" for node in range(request.nodes)]
+    mode = "replicas across nodes" if request.nodes > 1 else ("layer split" if count > 1 else
+                                                               "single GPU" if count else "CPU")
+    return Parallelism(goal=request.goal, tp=1, dp=1, pp=1, nodes=request.nodes, mode=mode,
+                       gpu_roles=roles, idle_gpus=0, executor="",
+                       why=f"llama-server uses every visible GPU with {settings.n_parallel} slots"
+                           + (f"; {request.nodes} nodes run one server each behind a balancer"
+                              if request.nodes > 1 else ""),
+                       input_tokens=request.input_tokens, output_tokens=request.output_tokens, options=[], curve=[],
+                       knee=settings.n_parallel, efficiency="the throughput model covers vLLM; measure llama.cpp "
+                                                            "with `gptoss bench --sweep`", label="given")
 
 
 def llamacpp_speed(model: ModelSpec, host: Host, fit: LlamacppFit) -> Speed | None:

@@ -24,6 +24,10 @@ def validate(model: ModelSpec, host: Host, request: PlanRequest) -> None:
     if request.max_model_len and request.max_model_len > limit:
         raise InputError(f"--max-model-len {request.max_model_len:,} exceeds {model.id}'s maximum of {limit:,} tokens",
                          hint=f"use --max-model-len {limit} or less (or omit it for the largest that fits)")
+    pp = request.pipeline_parallel_size
+    if pp and pp > 1 and (request.nodes < pp or request.nodes % pp):
+        raise InputError(f"--pipeline-parallel-size {pp} plans one stage per node: --nodes must be a multiple of {pp}"
+                         f" (got {request.nodes})", hint=f"add --nodes {pp}, or use tensor parallel within a node")
     tp = request.tensor_parallel_size
     if tp and host.gpus and tp > host.gpu_count:
         raise InputError(f"--tensor-parallel-size {tp} needs {tp} GPUs; the host has {host.gpu_count}",
@@ -46,12 +50,12 @@ def engine_order(model: ModelSpec, host: Host, request: PlanRequest) -> list[tup
         ranked = sorted((e.preference(host, model) + (e,) for e in registry.engines() if e.can_serve(model) is None),
                         key=lambda item: item[0])
         order = [(engine, why) for _, why, engine in ranked]
-    if request.nodes > 1:
-        order = [(e, why) for e, why in order if e.multi_node and host.gpus]
+    if (request.pipeline_parallel_size or 1) > 1:  # one server across nodes; replicas need no such engine
+        order = [(e, why) for e, why in order if e.multi_node]
         if not order:
             multi = ", ".join(e.label for e in registry.engines() if e.multi_node)
-            raise InputError(f"--nodes {request.nodes} needs an engine that runs across machines ({multi}) on GPUs",
-                             hint="plan one node, or use GPU nodes with an engine that supports it")
+            raise InputError(f"--pipeline-parallel-size needs an engine that runs across machines ({multi})",
+                             hint="plan one node, or use an engine that supports it")
     if not order:
         raise InputError(f"no engine can serve {model.id}", hint="pass a model directory, a Hub id or a .gguf file")
     return order
@@ -79,6 +83,7 @@ def make_plan(model: ModelSpec, host: Host, request: PlanRequest,
         result.alternatives += official_alternatives(model, host, request, versions)
     result.request = request
     result.hardware = host
+    result.nodes = request.nodes  # replicas of a one-node server, or the nodes its pipeline stages span
     return result
 
 

@@ -100,13 +100,15 @@ def _backends(model: ModelSpec, gpu: Gpu | None, version: str, request: PlanRequ
 def settings_for(model: ModelSpec, host: Host, request: PlanRequest, version: str, knobs: Knobs,
                  backends: BackendChoice) -> VllmSettings:
     """The typed settings of one configuration (what the argv builder reads)."""
-    defaults = default_batch(host.gpu, version)
+    pp = request.pipeline_parallel_size or 1
+    defaults = default_batch(host.gpu, version, knobs.tp * pp)
     async_scheduling = (versions.async_scheduling_default(version) if request.async_scheduling is None
                         else request.async_scheduling)
     tool_calling = request.tool_calling and versions.at_least(version, versions.vllm_facts().tool_parser_openai_since)
     quantization = request.quantization if request.quantization and request.quantization != model.quantization else None
     return VllmSettings(
         version=version, device="gpu" if host.gpu else "cpu", tensor_parallel_size=knobs.tp,
+        pipeline_parallel_size=pp,
         max_model_len=knobs.max_model_len, gpu_memory_utilization=knobs.util, max_num_batched_tokens=knobs.mnbt,
         max_num_seqs=knobs.max_num_seqs, default_max_num_batched_tokens=defaults.max_num_batched_tokens,
         default_max_num_seqs=defaults.max_num_seqs, kv_cache_dtype=knobs.kv_dtype,
@@ -152,7 +154,7 @@ def cpu_budget(host: Host, weights: int, request: PlanRequest) -> VllmMemory:
 def starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: str, tp: int) -> StartPoint:
     """Before relaxation: the request, else the known-issue rules' defaults, else vLLM's defaults."""
     gpu = host.gpu
-    defaults = default_batch(gpu, version)
+    defaults = default_batch(gpu, version, tp * (request.pipeline_parallel_size or 1))
     util = UNIFIED_UTIL if gpu and gpu.unified_memory else versions.default_gpu_memory_utilization(version)
     mnbt = defaults.max_num_batched_tokens
     probe = evaluate(model, host, request, version,

@@ -16,6 +16,7 @@ from gptoss_deploy.hardware.types import Host
 PLAN_SCHEMA_VERSION = 2
 
 Verdict = Literal["fits", "fits with changes", "does not fit"]
+Goal = Literal["throughput", "latency", "context"]
 Severity = Literal["refuse", "warn", "info"]
 
 
@@ -54,7 +55,19 @@ class PlanRequest(BaseModel):
     offline: bool = False
     vocab_dir: str | None = None
     force: bool = False
-    nodes: int = Field(1, gt=0, description="machines like `host`; >1 = pipeline parallel across them (vLLM on Ray)")
+    nodes: int = Field(1, gt=0, description="machines like `host`: replicas, or pipeline stages when one node cannot "
+                                            "hold the model")
+    goal: Goal = Field("throughput", description="what the TP x DP x PP layout is chosen for")
+    data_parallel_size: int | None = Field(None, gt=0, description="replicas per node (vLLM --data-parallel-size)")
+    pipeline_parallel_size: int | None = Field(None, gt=0, description="pipeline stages, one per node, even where "
+                                                                       "one node could hold the model")
+    input_tokens: int = Field(1024, gt=0, description="prompt tokens per request, for the throughput model")
+    output_tokens: int = Field(1024, gt=0, description="output tokens per request, for the throughput model")
+    slo_ttft_ms: float | None = Field(None, gt=0, description="layouts must keep TTFT under this at the chosen load")
+    slo_tpot_ms: float | None = Field(None, gt=0, description="layouts must keep TPOT under this at the chosen load")
+    calibration: list[dict[str, float | None]] | None = Field(
+        None, description="measured load levels of this host's server (plan --calibrate): concurrency, input_tokens, "
+                          "output_tokens, output_tokens_per_s, tpot_ms")
 
     @field_validator("engine")
     @classmethod
@@ -145,6 +158,66 @@ class KvPrediction(BaseModel):
     max_len_that_fits: int
 
 
+class LoadPoint(BaseModel):
+    """The throughput model's prediction at one concurrency (plan/throughput.py)."""
+
+    concurrency: int
+    batch: int
+    tpot_ms: float
+    ttft_ms: float
+    output_tokens_per_s: float
+    per_user_tokens_per_s: float
+    per_gpu_tokens_per_s: float
+    bound: str
+
+
+class LayoutOption(BaseModel):
+    """One TP x DP x PP layout the planner compared, with its predicted numbers."""
+
+    tp: int
+    dp: int
+    pp: int = 1
+    nodes: int = 1
+    gpus_used: int
+    idle_gpus: int
+    max_model_len: int
+    kv_tokens_per_replica: int
+    requests_at_max_len: float = Field(description="requests of max_model_len one replica's KV cache holds")
+    peak_output_tokens_per_s: float = Field(description="the best over concurrency 1..256, all replicas and nodes")
+    peak_concurrency: int
+    knee: int
+    single_user_tokens_per_s: float
+    ttft_ms_single: float
+    meets_slo: bool = True
+    score: float = Field(description="what the goal compares (higher wins)")
+    chosen: bool = False
+    note: str = ""
+
+
+class Parallelism(BaseModel):
+    """How the plan uses every GPU, for which goal, and why this layout won (predicted, labelled estimated)."""
+
+    goal: Goal
+    tp: int
+    dp: int
+    pp: int
+    nodes: int
+    mode: Literal["single GPU", "tensor parallel", "data parallel", "replicas across nodes",
+                  "pipeline across nodes", "layer split", "CPU"]
+    executor: str = Field("", description="mp (vLLM's own multi-node) or ray, for pipeline across nodes")
+    gpu_roles: list[str] = Field(description="what each GPU of each node does")
+    idle_gpus: int
+    why: str
+    input_tokens: int
+    output_tokens: int
+    options: list[LayoutOption]
+    curve: list[LoadPoint] = Field(description="the chosen layout at concurrency 1..256 (whole deployment)")
+    knee: int
+    efficiency: str = Field(description="the engine constants used and where they come from")
+    label: str = "estimated"
+    notes: list[str] = Field(default_factory=list)
+
+
 class VllmSettings(BaseModel):
     """The vLLM configuration chosen: everything the argv builder (engines/vllm.py) needs, and nothing else."""
 
@@ -155,7 +228,9 @@ class VllmSettings(BaseModel):
     device: Literal["gpu", "cpu"] = "gpu"
     tensor_parallel_size: int
     pipeline_parallel_size: int = 1
-    distributed_executor_backend: str | None = Field(None, description="ray for multi-node pipeline parallel")
+    data_parallel_size: int = Field(1, description="replicas in one server (--data-parallel-size)")
+    nnodes: int = Field(1, description="machines one server spans (pipeline stages across nodes)")
+    distributed_executor_backend: str | None = Field(None, description="mp (--nnodes) or ray across nodes")
     max_model_len: int
     gpu_memory_utilization: float
     max_num_batched_tokens: int
@@ -268,6 +343,7 @@ class Plan(BaseModel):
     issues: list[IssueHit] = Field(default_factory=list)
     alternatives: list[Alternative] = Field(default_factory=list)
     speed: Speed | None = None
+    parallel: Parallelism | None = Field(None, description="TP x DP x PP for the goal, every GPU accounted for")
     warnings: list[str] = Field(default_factory=list)
     nodes: int = 1
     explain: list[Explain] = Field(default_factory=list)

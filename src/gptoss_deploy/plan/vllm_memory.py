@@ -97,11 +97,12 @@ class BatchDefaults:
     max_num_seqs: int
 
 
-def default_batch(gpu: Gpu | None, version: str) -> BatchDefaults:
-    """vLLM's default (max_num_batched_tokens, max_num_seqs) for the API server on this device."""
+def default_batch(gpu: Gpu | None, version: str, world_size: int = 1) -> BatchDefaults:
+    """vLLM's default (max_num_batched_tokens, max_num_seqs) for the API server on this device; on the CPU both
+    scale with the world size, TP x PP (vllm/engine/arg_utils.py `_get_default_usage_context_values`, 0.11-0.32)."""
     facts = versions.vllm_facts().default_batch
     if gpu is None:
-        return BatchDefaults(facts.cpu.max_num_batched_tokens, facts.cpu.max_num_seqs)
+        return BatchDefaults(facts.cpu.max_num_batched_tokens * world_size, facts.cpu.max_num_seqs * world_size)
     for tier in facts.tiers:
         if tier.since and not versions.at_least(version, tier.since):
             continue
