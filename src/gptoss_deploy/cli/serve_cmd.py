@@ -60,6 +60,17 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sup.add_argument("--restart-window", type=seconds, default=900.0)
     sup.add_argument("--no-progress", action="store_true", help="no progress display (env SHOW_LOADING_PROGRESS=0)")
     add_engine_locations(p)
+    nodes = p.add_argument_group("a server across nodes (a plan with pipeline stages on several machines)")
+    nodes.add_argument("--node-rank", type=bounded(0, 1023, integer=True),
+                       help="this machine's rank: 0 = the head (serves the API), 1.. = workers")
+    nodes.add_argument("--master-addr", help="the head's address (every node)")
+    nodes.add_argument("--master-port", type=port, default=29501, help="vLLM's rendezvous port on the head (29501)")
+    nodes.add_argument("--node-address", help="this machine's address that the others reach (vLLM's VLLM_HOST_IP; "
+                                              "default on the head: --master-addr)")
+    nodes.add_argument("--worker-address", action="append", default=[], metavar="ADDR",
+                       help="on the head: each worker's address, by rank (repeat)")
+    nodes.add_argument("--node-agent-port", type=port, default=29599,
+                       help="port of each node's status agent (GET /gptoss/node), the same on every node")
     saved = p.add_argument_group("a saved plan")
     saved.add_argument("--plan", metavar="FILE", help="serve exactly this plan (`gptoss plan --save FILE`); the host "
                                                        "and the installed engine are checked against it")
@@ -107,7 +118,32 @@ def inputs_from(args: argparse.Namespace, require_engine: bool = True):
     return ServeInputs(locations=engine_locations(args), extra_args=list(args.extra_engine_args),
                        kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager,
                        force=args.force, require_engine=require_engine, hardware=host_choice(args),
-                       plan_file=Path(plan_file) if plan_file else None, replan=getattr(args, "replan", False))
+                       plan_file=Path(plan_file) if plan_file else None, replan=getattr(args, "replan", False),
+                       node=node_role(args, Path(plan_file) if plan_file else None))
+
+
+def node_role(args: argparse.Namespace, plan_file):
+    """--node-rank and friends -> NodeRole (None without --node-rank); the node count comes from the saved plan."""
+    from gptoss_deploy.errors import InputError
+    from gptoss_deploy.serve.nodes import NodeRole
+
+    rank = getattr(args, "node_rank", None)
+    if rank is None:
+        if getattr(args, "master_addr", None) or getattr(args, "worker_address", None):
+            raise InputError("--master-addr / --worker-address need --node-rank", hint="0 on the head, 1.. on workers")
+        return None
+    if plan_file is None:
+        raise InputError("--node-rank serves a saved plan: pass --plan FILE (the same file on every node)",
+                         hint="gptoss plan --nodes N ... --save plan.json")
+    if not args.master_addr:
+        raise InputError("--node-rank needs --master-addr (the head's address)", hint="e.g. --master-addr 10.0.0.1")
+    from gptoss_deploy.planning import load_plan
+
+    plan = load_plan(plan_file)
+    nnodes = plan.vllm.nnodes if plan.vllm is not None else 1
+    return NodeRole(rank=int(rank), nnodes=nnodes, master_addr=args.master_addr, master_port=args.master_port,
+                    address=args.node_address or "", workers=tuple(args.worker_address),
+                    agent_port=args.node_agent_port)
 
 
 def _dry_run(args: argparse.Namespace, prepared) -> int:
@@ -188,8 +224,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         prepared.launch.remove_files()  # the key file is not needed when nothing starts
         return _dry_run(args, prepared)
+    role = inputs.node
+    worker = role is not None and not role.head
     try:  # until the supervisor owns the launch, a failure here must not leave its key file behind
-        require_port_free(settings.host, settings.port)
+        if not worker:
+            require_port_free(settings.host, settings.port)
         for note in prepared.notes:
             message(f"note: {note}")
         log_path = Path(args.log_file) if args.log_file else default_log_path(settings.port)
@@ -199,8 +238,8 @@ def run(args: argparse.Namespace) -> int:
             canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout,
             max_restarts=args.max_restarts, restart_window_s=args.restart_window)
         supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
-                                StartupProgress(enabled=settings.show_loading_progress), stop_on_signals(),
-                                prepared.notes, prepared.download_probe)
+                                StartupProgress(enabled=settings.show_loading_progress and not worker),
+                                stop_on_signals(), prepared.notes, prepared.download_probe, role=role)
     except BaseException:
         prepared.launch.remove_files()
         raise
@@ -208,8 +247,11 @@ def run(args: argparse.Namespace) -> int:
             f"{prepared.plan.model} as {prepared.endpoint.served_name}; log {log_path}")
     try:
         report = supervisor.start()
-        _print_ready(args, supervisor, report)
-        if args.check:
+        if worker:
+            message(f"[serve] node {role.rank} of {role.nnodes}: engine worker running; the API is on the head")
+        else:
+            _print_ready(args, supervisor, report)
+        if args.check and not worker:
             _check_once(prepared.endpoint)
         code = supervisor.serve()
     except KeyboardInterrupt:

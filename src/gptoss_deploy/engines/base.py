@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from gptoss_deploy.hardware.types import Host
     from gptoss_deploy.models.spec import ModelSpec
     from gptoss_deploy.plan.types import Plan, PlanRequest
+    from gptoss_deploy.serve.nodes import NodeRole
 
 SERVED_NAME_DEFAULT = "gpt-oss"
 HF_TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -355,6 +356,20 @@ class Engine(ABC):
     @abstractmethod
     def model_reference(self, plan: Plan) -> str:
         """The model as the plan names it for this engine (Hub id, path, hf:<repo>)."""
+
+    def nodes_per_server(self, plan: Plan) -> int:
+        """Machines one server of this plan spans (1: every node, if several, runs its own replica)."""
+        return 1
+
+    def node_args(self, plan: Plan, rank: str, master_addr: str, master_port: int) -> list[str] | None:
+        """Flags that make one node's command a part of the server (rank "0" = the head), or None when the plan
+        joins its nodes another way (a Ray cluster)."""
+        return None
+
+    def node_launch(self, launch: Launch, plan: Plan, role: NodeRole) -> Launch:
+        """The launch of one node of a server that spans machines (engines with `multi_node` override this)."""
+        raise InputError(f"{self.label} does not run one server across machines",
+                         hint="plan one node, or use an engine that supports it")
 
     def launch(self, plan: Plan, endpoint: Endpoint, executable: str, model_path: str | None = None,
                key_dir: Path | None = None) -> Launch:

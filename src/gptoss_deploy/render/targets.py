@@ -15,7 +15,14 @@ import yaml
 from gptoss_deploy.engines import Binding, registry
 from gptoss_deploy.hardware.amd import GTT_OS_RESERVE_GIB, recommended_gtt
 from gptoss_deploy.plan.types import Plan
-from gptoss_deploy.render.deployment import HF_CACHE, SECRETS_DIR, VOCAB_IN_CONTAINER, Deployment, engine_command
+from gptoss_deploy.render.deployment import (
+    HF_CACHE,
+    MASTER_PORT,
+    SECRETS_DIR,
+    VOCAB_IN_CONTAINER,
+    Deployment,
+    engine_command,
+)
 
 
 @dataclass
@@ -306,12 +313,13 @@ def kubernetes(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
         if d.vendor == "nvidia":
             pod["nodeSelector"] = {"nvidia.com/gpu.present": "true"}
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d.name, "labels": labels},
-                  "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
+                  "spec": {"replicas": d.replicas, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
                            "template": {"metadata": {"labels": labels}, "spec": pod}}}
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": d.name, "labels": labels},
                "spec": {"selector": labels, "ports": [{"name": "http", "port": d.container_port, "targetPort": "http"}]}}
     pvc = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": f"{d.name}-hf-cache", "labels": labels},
-           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{d.cache_size_gib}Gi"}}}}
+           "spec": {"accessModes": ["ReadWriteMany" if d.replicas > 1 else "ReadWriteOnce"],
+                    "resources": {"requests": {"storage": f"{d.cache_size_gib}Gi"}}}}
     if d.nodes > 1:
         return multinode_kubernetes(d, labels, container, pod, service, pvc)
     note = ("# Secrets are created by you, never rendered: kubectl create secret generic "
@@ -345,17 +353,26 @@ def worker_script(d: Deployment, head: str) -> str:
 
 def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[str, Any], pod: dict[str, Any],
                          service: dict[str, Any], pvc: dict[str, Any]) -> list[Artifact]:
-    """A LeaderWorkerSet running vLLM on Ray (leader: head + API server; workers join), plus bare-host scripts."""
+    """A LeaderWorkerSet: vLLM's own multi-node runtime (leader = node rank 0 with the API; workers --headless,
+    rank = LWS_WORKER_INDEX), or vLLM on Ray for releases before --nnodes (plus ray-head.sh / ray-worker.sh)."""
     import copy
 
     leader = copy.deepcopy(pod)
     leader_container = leader["containers"][0]
-    leader_container["command"] = ["sh", "-c", leader_script(d, f"{SECRETS_DIR}/api_key")]
-    leader_container["ports"].append({"name": "ray", "containerPort": RAY_PORT})
     worker = copy.deepcopy(pod)
     worker_container = worker["containers"][0]
     worker_container["name"] = "worker"
-    worker_container["command"] = ["sh", "-c", worker_script(d, "$(LWS_LEADER_ADDRESS)")]
+    if d.node_args:
+        host_ip = {"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        leader_container["command"] = [*leader_container["command"], *d.node_args["leader"]]
+        leader_container["ports"].append({"name": "rendezvous", "containerPort": MASTER_PORT})
+        leader_container["env"] = [*leader_container["env"], host_ip]
+        worker_container["command"] = [*d.command, *d.node_args["worker"]]
+        worker_container["env"] = [*worker_container["env"], host_ip]
+    else:
+        leader_container["command"] = ["sh", "-c", leader_script(d, f"{SECRETS_DIR}/api_key")]
+        leader_container["ports"].append({"name": "ray", "containerPort": RAY_PORT})
+        worker_container["command"] = ["sh", "-c", worker_script(d, "$(LWS_LEADER_ADDRESS)")]
     for key in ("startupProbe", "readinessProbe", "livenessProbe"):
         worker_container.pop(key)  # workers serve no HTTP; the group restarts when a member fails
     worker_container["ports"] = []
@@ -368,8 +385,18 @@ def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[
                "leaderTemplate": {"metadata": {"labels": labels | {"role": "leader"}}, "spec": leader},
                "workerTemplate": {"metadata": {"labels": labels | {"role": "worker"}}, "spec": worker}}}}
     service["spec"]["selector"] = labels | {"role": "leader"}
+    note = ("# Needs the LeaderWorkerSet controller (sigs.k8s.io/lws) and a ReadWriteMany storage class for the shared "
+            "Hugging Face cache. Secrets are created by you, never rendered.\n")
+    manifest = Artifact("kubernetes.yaml", _yaml(d, pvc, lws, service).replace("\n", "\n" + note, 1))
+    if d.node_args:
+        return [manifest]  # bare hosts: `gptoss render bare` (each node runs `gptoss serve --node-rank`)
+    return [manifest, *ray_scripts(d)]
+
+
+def ray_scripts(d: Deployment) -> list[Artifact]:
+    """Bare-host scripts for a plan that joins its nodes with Ray: the head (Ray head + the API) and each worker."""
     head = "HEAD_ADDRESS"
-    scripts = [
+    return [
         Artifact("ray-head.sh", "#!/usr/bin/env bash\n" + header(d) + "\n# Run on the head node (it also serves the "
                  f"API), after `ray-worker.sh` on the {d.nodes - 1} other node(s)"
                  + (" with API_KEY_FILE=<the key file>" if d.api_key and d.key_env else "") + ".\nset -euo pipefail\n"
@@ -379,9 +406,46 @@ def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[
                  "./ray-worker.sh\nset -euo pipefail\n: \"${HEAD_ADDRESS:?set HEAD_ADDRESS to the IP of the head node}\"\n"
                  + worker_script(d, "${" + head + "}") + "\n", executable=True),
     ]
-    note = ("# Needs the LeaderWorkerSet controller (sigs.k8s.io/lws) and a ReadWriteMany storage class for the shared "
-            "Hugging Face cache. Secrets are created by you, never rendered.\n")
-    return [Artifact("kubernetes.yaml", _yaml(d, pvc, lws, service).replace("\n", "\n" + note, 1)), *scripts]
+
+
+# -- bare hosts -------------------------------------------------------------------------------------------------
+def bare(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artifact]:
+    """Scripts for machines without a container runtime, each running `gptoss serve --plan` on the plan file beside
+    it: one server (serve.sh, on every node for replicas), or a server across nodes (node-head.sh on the head,
+    node-worker.sh on each worker: vLLM's own multi-node runtime under each node's supervision)."""
+    plan_file = plan_artifact(d, plan)
+    common = ('set -euo pipefail\nhere="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
+              'GPTOSS="${GPTOSS:-gptoss}"\n')
+    key = ' --api-key-file "$API_KEY_FILE"' if d.api_key else ""
+    key_check = ': "${API_KEY_FILE:?set API_KEY_FILE to the API key file}"\n' if d.api_key else ""
+    endpoint = (f' --served-model-name {shlex.quote(d.served_name)} --host "${{HOST:-{d.bind}}}" '
+                f'--port "${{PORT:-{d.host_port}}}"')
+    run = f'exec "$GPTOSS" serve --plan "$here/{plan_file.name}"'
+    if d.nodes == 1:
+        where = f"on each of the {d.replicas} nodes, behind a load balancer" if d.replicas > 1 else "on the host"
+        text = (f"#!/usr/bin/env bash\n{header(d)}\n# Run {where}: ./serve.sh [more gptoss serve flags]\n{common}"
+                f'{key_check}{run}{endpoint}{key} "$@"\n')
+        return [plan_file, Artifact("serve.sh", text, executable=True)]
+    if not d.node_args:  # vLLM before --nnodes: a Ray cluster, which `gptoss serve` does not start
+        return ray_scripts(d)
+    nodes = (f' --master-addr "$HEAD_ADDRESS" --master-port "${{MASTER_PORT:-{MASTER_PORT}}}" '
+             '--node-agent-port "${NODE_AGENT_PORT:-29599}"')
+    head = (f"#!/usr/bin/env bash\n{header(d)}\n# Run on the head node (it serves the API), with\n"
+            "#   HEAD_ADDRESS=<this node's address> WORKER_ADDRESSES=\"<worker 1> ...\" ./node-head.sh [gptoss serve "
+            f"flags]\n# and node-worker.sh on each of the {d.nodes - 1} worker node(s).\n{common}"
+            ': "${HEAD_ADDRESS:?set HEAD_ADDRESS to the address of this node}"\n'
+            ': "${WORKER_ADDRESSES:?set WORKER_ADDRESSES to the addresses of the worker nodes, by rank}"\n'
+            f'{key_check}workers=()\nfor address in $WORKER_ADDRESSES; do workers+=(--worker-address "$address"); done\n'
+            f'{run} --node-rank 0{nodes} --node-address "$HEAD_ADDRESS" "${{workers[@]}}"{endpoint}{key} "$@"\n')
+    worker = (f"#!/usr/bin/env bash\n{header(d)}\n# Run on each worker node, with\n"
+              "#   HEAD_ADDRESS=<the head's address> NODE_RANK=<1..> NODE_ADDRESS=<this node's address> "
+              f"./node-worker.sh\n{common}"
+              ': "${HEAD_ADDRESS:?set HEAD_ADDRESS to the address of the head node}"\n'
+              ': "${NODE_RANK:?set NODE_RANK to the rank of this node (1, 2, ...)}"\n'
+              ': "${NODE_ADDRESS:?set NODE_ADDRESS to the address of this node}"\n'
+              f'{run} --node-rank "$NODE_RANK"{nodes} --node-address "$NODE_ADDRESS"{endpoint} "$@"\n')
+    return [plan_file, Artifact("node-head.sh", head, executable=True),
+            Artifact("node-worker.sh", worker, executable=True)]
 
 
 # -- runpod -------------------------------------------------------------------------------------------------
@@ -492,5 +556,5 @@ def monitoring(d: Deployment, plan: Plan, options: dict[str, Any]) -> list[Artif
 
 TARGETS: dict[str, Callable[[Deployment, Plan, dict[str, Any]], list[Artifact]]] = {
     "docker": docker, "compose": compose, "image": image, "systemd": systemd, "quadlet": quadlet,
-    "nixos": nixos, "kubernetes": kubernetes, "runpod": runpod, "monitoring": monitoring,
+    "nixos": nixos, "kubernetes": kubernetes, "runpod": runpod, "monitoring": monitoring, "bare": bare,
 }

@@ -21,6 +21,7 @@ from gptoss_deploy.models.spec import ModelSpec
 from gptoss_deploy.plan.types import Plan, PlanRequest
 from gptoss_deploy.planning import HostChoice
 from gptoss_deploy.serve.config import ServeSettings
+from gptoss_deploy.serve.nodes import NodeRole
 
 GENERIC_SECRET_FLAGS = ("--api-key", "--hf-token", "--api-key-file")
 # Serve settings that change the plan, by the PlanRequest field they set; with --plan they need --replan.
@@ -46,6 +47,7 @@ class ServeInputs:
     hardware: HostChoice = field(default_factory=HostChoice)  # another host: previews (dry runs) only
     plan_file: Path | None = None
     replan: bool = False
+    node: NodeRole | None = None  # this machine's part of a server that spans nodes (--node-rank ...)
 
 
 @dataclass
@@ -225,10 +227,18 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
         raise InputError("--profile / --gpu describe another machine: only a --dry-run can preview it",
                          hint="add --dry-run, or leave --profile out to serve on this host")
     plan, model, notes = (_saved_plan if inputs.plan_file is not None else _fresh_plan)(settings, inputs)
-    if plan.nodes > 1:
-        raise InputError(f"the plan spans {plan.nodes} nodes: `gptoss serve` runs one machine",
-                         hint="start it with the scripts `gptoss render kubernetes` writes (ray-head.sh, ray-worker.sh)")
     engine = registry.for_plan(plan)
+    span = engine.nodes_per_server(plan)
+    if span > 1 and inputs.node is None:
+        raise InputError(f"the plan runs one server across {span} nodes: start each node with --node-rank R "
+                         "--master-addr HEAD (and --node-address, --worker-address)",
+                         hint="`gptoss render bare` writes a script per node (node-0.sh on the head)")
+    if span == 1 and inputs.node is not None:
+        raise InputError("--node-rank is for a plan whose server spans nodes; this one runs on one machine",
+                         hint="leave out --node-rank (a plan of replicas runs the same server on every node)")
+    if plan.nodes > span:
+        notes.append(f"this plan runs {plan.nodes // span} replicas on {plan.nodes} nodes: start the same server "
+                     "on each and put a load balancer in front")
     if forced:
         plan = engine.with_settings(plan, forced)
     notes += list(plan.warnings)
@@ -237,6 +247,9 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
                         api_key=settings.api_key)
     launch = engine.launch(plan, endpoint, executable)
     try:  # the launch may hold a key file: nothing below may leave it behind
+        if inputs.node is not None:
+            inputs.node.validate()
+            launch = engine.node_launch(launch, plan, inputs.node)
         if settings.sources.get("log_level"):
             launch.env |= engine.log_level_env(settings.log_level)
         launch.argv += inputs.extra_args

@@ -24,6 +24,15 @@ from gptoss_deploy.httpclient import bounded_client
 from gptoss_deploy.plan.types import Plan, Speed
 from gptoss_deploy.serve.compare import Comparison, compare
 from gptoss_deploy.serve.logparse import Phase, describe_failure
+from gptoss_deploy.serve.nodes import (
+    LOST_AFTER_S,
+    POLL_S,
+    NodeAgent,
+    NodeRole,
+    NodeStatus,
+    WorkerWatch,
+    read_status,
+)
 from gptoss_deploy.serve.notify import notify
 from gptoss_deploy.serve.process import EngineProcess, LogSink
 from gptoss_deploy.serve.progress import Snapshot, StartupProgress
@@ -33,6 +42,7 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 60.0
 RESTART_STOP_GRACE_S = 5.0  # an engine being restarted is already considered broken
 READY_POLL_S = 0.5
+WORKERS_RESTART_S = 300.0  # how long the head waits for the worker nodes to restart their engines
 
 
 @dataclass
@@ -169,7 +179,8 @@ class Supervisor:
     def __init__(self, launch: Launch, plan: Plan, endpoint: Endpoint, log_path: Path,
                  options: SuperviseOptions | None = None, progress: StartupProgress | None = None,
                  stop_event: threading.Event | None = None, notes: list[str] | None = None,
-                 download_probe: Callable[[], tuple[int, int | None]] | None = None) -> None:
+                 download_probe: Callable[[], tuple[int, int | None]] | None = None,
+                 role: NodeRole | None = None) -> None:
         self.launch = launch
         self.plan = plan
         self.endpoint = endpoint
@@ -187,6 +198,14 @@ class Supervisor:
         self.engine: EngineProcess | None = None
         self.restarts: list[float] = []
         self.report: ServeReport | None = None
+        self.role = role  # this machine's part of a server across nodes (serve/nodes.py)
+        self.node = NodeStatus(rank=role.rank if role else 0)
+        self.agent: NodeAgent | None = None
+        self.watch: WorkerWatch | None = None
+        self._head_since: float | None = None
+        if role is not None:
+            self.agent = NodeAgent(role.own_address, role.agent_port, lambda: self.node).start()
+            self.watch = WorkerWatch(role, self._http) if role.head else None
 
     @property
     def log_path(self) -> Path:
@@ -196,7 +215,10 @@ class Supervisor:
     # -- startup -------------------------------------------------------------------------------------------
     def start(self) -> ServeReport:
         """Launch and wait until ready; on failure stop the engine and raise EngineError with the cause."""
+        if self.role is not None and not self.role.head:
+            return self._start_worker()
         self.engine = EngineProcess(self.launch, self.sink).start()
+        self.node.state, self.node.pid, self.node.exit_code = "starting", self.engine.pid, None
         notify("STATUS=starting " + self.launch.engine)
         try:
             self._wait_ready(self.engine)
@@ -205,6 +227,7 @@ class Supervisor:
             self.progress.close()
             raise
         self.progress.close()
+        self.node.state = "running"
         self.report = self._report(self.engine, ready=True)
         self._save(self.report)
         notify("READY=1", f"STATUS=serving {self.endpoint.served_name} on {self.endpoint.base_url}")
@@ -235,11 +258,17 @@ class Supervisor:
         options = self.options
         failure_seen_at: float | None = None
         last_download: list[int] = []  # [bytes in the cache at start, bytes now]
-        next_check = 0.0
+        next_check = next_watch = 0.0
         while True:
             if self.stop_event.is_set():
                 self.sink.event("stop requested during startup")
                 raise KeyboardInterrupt
+            if self.watch is not None and time.monotonic() >= next_watch:
+                next_watch = time.monotonic() + POLL_S
+                lost = self.watch.poll(self.node.epoch)
+                if lost is not None:
+                    raise EngineError(f"{lost} while the head was starting; log {self.log_path}",
+                                      hint="see that node's `gptoss serve` log; every node must run the same plan")
             snap = self._snapshot(engine, last_download)
             self.progress.update(snap)
             code = engine.poll()
@@ -312,12 +341,17 @@ class Supervisor:
     def serve(self) -> int:
         """Watch the engine until stop is requested: 0 after a clean stop, 1 when restarts were exhausted."""
         assert self.engine is not None
-        last_canary = time.monotonic()
+        if self.role is not None and not self.role.head:
+            return self._serve_worker()
+        last_canary = last_watch = time.monotonic()
         while not self.stop_event.wait(0.5):
             code = self.engine.poll()
             reason = None
             if code is not None:
                 reason = f"the engine exited with code {code}"
+            elif self.watch is not None and time.monotonic() - last_watch >= POLL_S:
+                last_watch = time.monotonic()
+                reason = self.watch.poll(self.node.epoch)
             elif self.options.watchdog and time.monotonic() - last_canary >= self.options.canary_interval_s:
                 last_canary = time.monotonic()
                 failed = canary(self.endpoint, self._http, self.options.canary_timeout_s)
@@ -329,6 +363,7 @@ class Supervisor:
                 continue
             if not self.options.watchdog:
                 self._say(f"[serve] {reason}; not restarting (run with --watchdog to restart automatically)")
+                self.node.state = "stopping"
                 return 1
             if not self._restart(reason):
                 return 1
@@ -354,9 +389,13 @@ class Supervisor:
             self._say(f"[watchdog] {reason}; restarting ({count}/{self.options.max_restarts}) in {delay:g} s")
             notify(f"STATUS=restarting: {reason}")
             assert self.engine is not None
+            self.node.state = "restarting"
             self.engine.stop(RESTART_STOP_GRACE_S)
             if self.stop_event.wait(delay):
                 return True
+            if self.watch is not None and not self._workers_first():
+                reason = "the worker nodes did not restart their engines"
+                continue
             try:
                 self.start()
                 self._say(f"[watchdog] {self.launch.engine} ready again after restart {count}")
@@ -365,10 +404,85 @@ class Supervisor:
                 reason = f"restart failed: {exc.message.splitlines()[0]}"
         return True
 
+    # -- across nodes (serve/nodes.py) --------------------------------------------------------------------------
+    def _workers_first(self) -> bool:
+        """Raise the group epoch and wait until every worker node restarted its engine for it (workers, then the
+        head: vLLM's workers must be waiting when the head's rendezvous starts)."""
+        assert self.watch is not None and self.role is not None
+        self.node.epoch += 1
+        self._say(f"[watchdog] group epoch {self.node.epoch}: waiting for the {self.role.nnodes - 1} worker node(s) "
+                  "to restart their engines first")
+        deadline = time.monotonic() + WORKERS_RESTART_S
+        while time.monotonic() < deadline:
+            if self.watch.all_in(self.node.epoch):
+                return True
+            if self.stop_event.wait(POLL_S):
+                return False
+        return False
+
+    def _start_worker(self) -> ServeReport:
+        """A worker node: start its headless engine part (it serves no HTTP) in the head's current epoch."""
+        assert self.role is not None
+        head = read_status(self._http, self.role.master_addr, self.role.agent_port)
+        if head is not None:
+            self.node.epoch, self._head_since = head.epoch, head.since
+        self.engine = EngineProcess(self.launch, self.sink).start()
+        self.node.state, self.node.pid, self.node.exit_code = "running", self.engine.pid, None
+        self._say(f"[node {self.role.rank}] {self.launch.engine} worker started (pid {self.engine.pid}, epoch "
+                  f"{self.node.epoch}); it joins the head at {self.role.master_addr}:{self.role.master_port}")
+        self.report = self._report(self.engine, ready=False)
+        return self.report
+
+    def _serve_worker(self) -> int:
+        """Follow the head: restart this node's engine when the head starts a new epoch; report an engine that
+        exited; stop when the head stops (or, without --watchdog, when it is gone)."""
+        assert self.role is not None and self.engine is not None
+        rank, head_addr = self.role.rank, self.role.master_addr
+        silent_since: float | None = None
+        exited_at: float | None = None
+        while not self.stop_event.wait(POLL_S):
+            now = time.monotonic()
+            code = self.engine.poll()
+            if code is not None and self.node.state != "exited":
+                self.node.state, self.node.exit_code, exited_at = "exited", code, now
+                self._say(f"[node {rank}] the {self.launch.engine} worker exited with code {code}; the head "
+                          f"({head_addr}) is told through this node's agent")
+            head = read_status(self._http, head_addr, self.role.agent_port)
+            if head is None:
+                silent_since = silent_since or now
+                if now - silent_since > LOST_AFTER_S and not self.options.watchdog:
+                    self._say(f"[node {rank}] the head node ({head_addr}) is gone: stopping this node")
+                    return 1
+                continue
+            silent_since = None
+            if self._head_since is None:  # the head came up after this node: its epoch is the one to follow
+                self.node.epoch, self._head_since = head.epoch, head.since
+                continue
+            if head.state == "stopping":
+                self._say(f"[node {rank}] the head node ({head_addr}) is stopping the group")
+                return 1 if self.node.state == "exited" else 0
+            if (head.epoch != self.node.epoch or head.since != self._head_since) and head.state != "exited":
+                self._say(f"[node {rank}] the head started group epoch {head.epoch}: restarting this node's engine")
+                self.engine.stop(RESTART_STOP_GRACE_S)
+                self.node.epoch, self._head_since = head.epoch, head.since
+                self.engine = EngineProcess(self.launch, self.sink).start()
+                self.node.state, self.node.pid, self.node.exit_code = "running", self.engine.pid, None
+                exited_at = None
+                continue
+            if exited_at is not None and not self.options.watchdog and now - exited_at > 3 * LOST_AFTER_S:
+                self._say(f"[node {rank}] the head did not stop the group; stopping this node")
+                return 1
+        return 0
+
     def stop(self) -> list[int]:
         """Stop the engine (SIGTERM, grace, SIGKILL of its group); returns pids left alive (should be [])."""
         notify("STOPPING=1")
+        if self.agent is not None and self.role is not None and self.role.head:
+            self.node.state = "stopping"  # workers poll every POLL_S: let them see it before the agent goes
+            time.sleep(2 * POLL_S)
         left = self.engine.stop(self.options.stop_grace_s) if self.engine is not None else []
+        if self.agent is not None:
+            self.agent.close()
         self.launch.remove_files()
         self.sink.close()
         self._http.close()
