@@ -200,3 +200,23 @@ def test_calibration_from_a_bench_sweep_changes_the_prediction(tmp_path: Path,
     bad.write_text('{"data": {"results": []}}')
     assert main(["plan", "--profile", "h100", "--calibrate", str(bad)]) == 2
     assert "no bench result" in capsys.readouterr().err
+
+
+def test_data_parallel_on_the_cpu_is_refused_with_the_reason() -> None:
+    from gptoss_deploy.errors import InputError
+    from gptoss_deploy.hardware.types import Host
+
+    with pytest.raises(InputError, match="all_gatherv"):
+        plan("gpt-oss-20b", Host(source="test", ram_bytes=64 * 2**30), data_parallel_size=2)
+
+
+def test_the_layouts_carry_their_pareto_front() -> None:
+    from gptoss_deploy.hardware.profiles import profile_host
+
+    options = plan("gpt-oss-20b", profile_host("8xh100")).parallel.options  # type: ignore[union-attr]
+    front = [o for o in options if o.pareto]
+    assert front and options[0].pareto  # the winner of a goal is never dominated
+    for o in options:
+        if not o.pareto:
+            assert any(f.peak_output_tokens_per_s >= o.peak_output_tokens_per_s
+                       and f.single_user_tokens_per_s >= o.single_user_tokens_per_s for f in front)

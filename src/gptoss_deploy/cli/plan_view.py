@@ -49,7 +49,7 @@ def _command_line(plan: Plan) -> str:
 def render_parallel(par: Parallelism, out: Console) -> None:
     """The layouts compared for the goal, the chosen one's load curve, and what every GPU does."""
     table = Table("layout", "GPUs", "peak out tok/s", "at users", "knee", "1-user tok/s", "1-user TTFT ms",
-                  "full-length requests", "SLO", title=f"Layouts for goal '{par.goal}' ({par.input_tokens} in / "
+                  "full-length requests", "SLO", "Pareto", title=f"Layouts for goal '{par.goal}' ({par.input_tokens} in / "
                   f"{par.output_tokens} out per request; predicted \\[{par.label}])", title_justify="left")
     for o in par.options:
         name = " x ".join([f"TP{o.tp}"] + ([f"DP{o.dp}"] if o.dp > 1 else []) + ([f"PP{o.pp}"] if o.pp > 1 else []))
@@ -60,7 +60,7 @@ def render_parallel(par: Parallelism, out: Console) -> None:
                       f"{o.peak_output_tokens_per_s:,.0f}", str(o.peak_concurrency), str(o.knee),
                       f"{o.single_user_tokens_per_s:,.0f}", f"{o.ttft_ms_single:,.0f}",
                       f"{o.requests_at_max_len * o.dp * max(o.nodes // max(o.pp, 1), 1):.1f}",
-                      "meets" if o.meets_slo else "misses")
+                      "meets" if o.meets_slo else "misses", "yes" if o.pareto else "no")
     out.print(table)
     curve = Table("users", "out tok/s", "per user tok/s", "per GPU tok/s", "TPOT ms", "TTFT ms", "bound",
                   title=f"Chosen layout under load (knee at {par.knee} users)", title_justify="left")

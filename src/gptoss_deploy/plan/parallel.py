@@ -108,6 +108,18 @@ def option(model: ModelSpec, gpu: Gpu, fitted: Fitted, dp: int, pp: int, replica
         meets_slo=bool(eligible), score=score), points
 
 
+def _merits(o: LayoutOption) -> tuple[float, float, float]:
+    return o.peak_output_tokens_per_s, o.single_user_tokens_per_s, o.requests_at_max_len * o.dp
+
+
+def mark_pareto(options: list[LayoutOption]) -> None:
+    """Flag the layouts no other layout beats on every merit (throughput, latency, context) at once."""
+    for o in options:
+        mine = _merits(o)
+        o.pareto = not any(all(a >= b for a, b in zip(_merits(other), mine, strict=True)) and _merits(other) != mine
+                           for other in options if other is not o)
+
+
 def mode_of(tp: int, dp: int, pp: int, replicas: int) -> str:
     """A short name for the layout."""
     if pp > 1:
@@ -159,6 +171,7 @@ def choose(model: ModelSpec, host: Host, request: PlanRequest, fitted: list[Fitt
     if not scored:  # --data-parallel-size too large for every TP: one replica of the smallest TP
         fit = fitted[0]
         scored.append(option(model, gpu, fit, 1, pp, nodes // pp, total, request, eff))
+    mark_pareto([o for o, _ in scored])
     ranked = sorted(scored, key=lambda item: (-item[0].score, item[0].tp))
     winner, points = ranked[0]
     winner.chosen = True

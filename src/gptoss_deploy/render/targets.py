@@ -386,7 +386,11 @@ def multinode_kubernetes(d: Deployment, labels: dict[str, str], container: dict[
                "workerTemplate": {"metadata": {"labels": labels | {"role": "worker"}}, "spec": worker}}}}
     service["spec"]["selector"] = labels | {"role": "leader"}
     note = ("# Needs the LeaderWorkerSet controller (sigs.k8s.io/lws) and a ReadWriteMany storage class for the shared "
-            "Hugging Face cache. Secrets are created by you, never rendered.\n")
+            "Hugging Face cache. Secrets are created by you, never rendered.\n"
+            "# Between nodes NCCL (GPU) and gloo (CPU side) choose the network themselves; to pin it, add to both "
+            "containers' env NCCL_SOCKET_IFNAME / GLOO_SOCKET_IFNAME (the interface) and, on InfiniBand, NCCL_IB_HCA "
+            "(https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html); the pods need that network "
+            "(hostNetwork or an RDMA device plugin) and the rendezvous port open between them.\n")
     manifest = Artifact("kubernetes.yaml", _yaml(d, pvc, lws, service).replace("\n", "\n" + note, 1))
     if d.node_args:
         return [manifest]  # bare hosts: `gptoss render bare` (each node runs `gptoss serve --node-rank`)
