@@ -55,7 +55,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     sup.add_argument("--stop-grace", type=seconds, default=30.0, help="SIGTERM -> SIGKILL grace (s)")
     sup.add_argument("--watchdog", action="store_true", help="1-token canary every interval; restart on failure")
     sup.add_argument("--canary-interval", type=seconds, default=30.0)
-    sup.add_argument("--canary-timeout", type=seconds, default=20.0)
+    sup.add_argument("--canary-timeout", type=seconds, default=20.0,
+                     help="the canary's wait with an empty queue; it grows by this much per request running or "
+                          "waiting, up to --canary-interval")
+    sup.add_argument("--wedge-after", type=seconds, default=120.0,
+                     help="requests queued and no progress (generated tokens, decode steps) this long = wedged")
     sup.add_argument("--max-restarts", type=bounded(1, 10_000, integer=True), default=5, help="within --restart-window, then give up")
     sup.add_argument("--restart-window", type=seconds, default=900.0)
     sup.add_argument("--no-progress", action="store_true", help="no progress display (env SHOW_LOADING_PROGRESS=0)")
@@ -235,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         options = SuperviseOptions(
             ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
             stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
-            canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout,
+            canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout, wedge_s=args.wedge_after,
             max_restarts=args.max_restarts, restart_window_s=args.restart_window)
         supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
                                 StartupProgress(enabled=settings.show_loading_progress and not worker),

@@ -300,6 +300,8 @@ class Engine(ABC):
     models_path: ClassVar[str] = "/v1/models"
     security_routes: ClassVar[tuple[tuple[str, str], ...]] = ()
     counters: ClassVar[dict[str, str]] = {}
+    gauges: ClassVar[dict[str, str]] = {}  # /metrics gauge -> "running" / "waiting" (the watchdog's queue)
+    progress_counter: ClassVar[str | None] = None  # a /metrics counter that grows while the engine makes progress
     log_patterns: ClassVar[tuple[Pattern, ...]] = ()
 
     # planning

@@ -109,6 +109,11 @@ class LlamacppEngine(Engine):
                        ("POST", "/completion"))
     counters: ClassVar[dict[str, str]] = {"llamacpp:tokens_predicted": "generation_tokens",
                                           "llamacpp:prompt_tokens": "prompt_tokens"}
+    gauges: ClassVar[dict[str, str]] = {"llamacpp:requests_processing": "running",
+                                        "llamacpp:requests_deferred": "waiting"}
+    # tokens_predicted only grows when a request ends (server-context.cpp metrics_on_prediction); llama_decode()
+    # calls grow every step (tools/server/server-task.cpp, b11434)
+    progress_counter: ClassVar[str | None] = "llamacpp:n_decode"
     # Patterns from llama-server b11434 serving the lane's tiny model (tests/fixtures/logs).
     log_patterns = (
         pattern(r"llama_server: initializing|main: build = ", Phase.STARTING),

