@@ -30,22 +30,9 @@ CONTAMINATING = (
 
 def scrape_counters(client: httpx.Client, base_url: str, headers: dict[str, str], engine: str) -> dict[str, float] | None:
     """The engine's token/request counters from /metrics (summed over labels); None when not offered."""
-    from prometheus_client.parser import text_string_to_metric_families
+    from gptoss_deploy.serve.watchdog import scrape_metrics
 
-    wanted = registry.known_or_default(engine).counters
-    try:
-        response = client.get(f"{base_url}/metrics", headers=headers, timeout=10)
-        if response.status_code != 200:
-            return None
-        families = list(text_string_to_metric_families(response.text))
-    except (httpx.HTTPError, ValueError):
-        return None
-    values: dict[str, float] = {}
-    for family in families:
-        key = wanted.get(family.name)
-        if key is None:
-            continue
-        values[key] = sum(s.value for s in family.samples if s.name.endswith("_total") or s.name == family.name)
+    values = scrape_metrics(client, base_url, headers, registry.known_or_default(engine).counters)
     return values or None
 
 

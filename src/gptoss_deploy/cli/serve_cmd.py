@@ -127,7 +127,7 @@ def inputs_from(args: argparse.Namespace, require_engine: bool = True):
 
 
 def node_role(args: argparse.Namespace, plan_file):
-    """--node-rank and friends -> NodeRole (None without --node-rank); the node count comes from the saved plan."""
+    """--node-rank and friends -> NodeRole (None without --node-rank); `prepare` sets the node count from the plan."""
     from gptoss_deploy.errors import InputError
     from gptoss_deploy.serve.nodes import NodeRole
 
@@ -141,11 +141,7 @@ def node_role(args: argparse.Namespace, plan_file):
                          hint="gptoss plan --nodes N ... --save plan.json")
     if not args.master_addr:
         raise InputError("--node-rank needs --master-addr (the head's address)", hint="e.g. --master-addr 10.0.0.1")
-    from gptoss_deploy.planning import load_plan
-
-    plan = load_plan(plan_file)
-    nnodes = plan.vllm.nnodes if plan.vllm is not None else 1
-    return NodeRole(rank=int(rank), nnodes=nnodes, master_addr=args.master_addr, master_port=args.master_port,
+    return NodeRole(rank=int(rank), nnodes=0, master_addr=args.master_addr, master_port=args.master_port,
                     address=args.node_address or "", workers=tuple(args.worker_address),
                     agent_port=args.node_agent_port)
 
@@ -228,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         prepared.launch.remove_files()  # the key file is not needed when nothing starts
         return _dry_run(args, prepared)
-    role = inputs.node
+    role = prepared.node
     worker = role is not None and not role.head
     try:  # until the supervisor owns the launch, a failure here must not leave its key file behind
         if not worker:
@@ -251,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
             f"{prepared.plan.model} as {prepared.endpoint.served_name}; log {log_path}")
     try:
         report = supervisor.start()
-        if worker:
+        if role is not None and worker:
             message(f"[serve] node {role.rank} of {role.nnodes}: engine worker running; the API is on the head")
         else:
             _print_ready(args, supervisor, report)

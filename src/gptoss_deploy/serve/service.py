@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class ServeInputs:
     hardware: HostChoice = field(default_factory=HostChoice)  # another host: previews (dry runs) only
     plan_file: Path | None = None
     replan: bool = False
-    node: NodeRole | None = None  # this machine's part of a server that spans nodes (--node-rank ...)
+    node: NodeRole | None = None  # this machine's part of a server that spans nodes (--node-rank; nnodes 0 = the plan's)
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Prepared:
     engine_info: EngineInfo | None
     notes: list[str]
     download_probe: Callable[[], tuple[int, int | None]] | None = None
+    node: NodeRole | None = None  # this machine's part of a server across nodes, its node count from the plan
 
 
 def served_name(settings: ServeSettings, model: str | None = None) -> str:
@@ -232,10 +233,11 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
     if span > 1 and inputs.node is None:
         raise InputError(f"the plan runs one server across {span} nodes: start each node with --node-rank R "
                          "--master-addr HEAD (and --node-address, --worker-address)",
-                         hint="`gptoss render bare` writes a script per node (node-0.sh on the head)")
+                         hint="`gptoss render bare` writes a script per node (node-head.sh, node-worker.sh)")
     if span == 1 and inputs.node is not None:
         raise InputError("--node-rank is for a plan whose server spans nodes; this one runs on one machine",
                          hint="leave out --node-rank (a plan of replicas runs the same server on every node)")
+    node = replace(inputs.node, nnodes=span) if inputs.node is not None and not inputs.node.nnodes else inputs.node
     if plan.nodes > span:
         notes.append(f"this plan runs {plan.nodes // span} replicas on {plan.nodes} nodes: start the same server "
                      "on each and put a load balancer in front")
@@ -247,9 +249,9 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
                         api_key=settings.api_key)
     launch = engine.launch(plan, endpoint, executable)
     try:  # the launch may hold a key file: nothing below may leave it behind
-        if inputs.node is not None:
-            inputs.node.validate()
-            launch = engine.node_launch(launch, plan, inputs.node)
+        if node is not None:
+            node.validate()
+            launch = engine.node_launch(launch, plan, node)
         if settings.sources.get("log_level"):
             launch.env |= engine.log_level_env(settings.log_level)
         launch.argv += inputs.extra_args
@@ -264,4 +266,4 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
         launch.remove_files()
         raise
     return Prepared(plan=plan, model=model, launch=launch, endpoint=endpoint, engine_info=info, notes=notes,
-                    download_probe=probe)
+                    download_probe=probe, node=node)

@@ -44,10 +44,10 @@ class Decision:
     reason: str
 
 
-def read_load(client: httpx.Client, base_url: str, headers: dict[str, str], progress: str | None,
-              gauges: dict[str, str], timeout_s: float = 3.0) -> Load | None:
-    """The progress counter, running and waiting requests from /metrics; None when it does not answer in time or
-    lacks them (summed over labels: a server with several engines reports one family per engine)."""
+def scrape_metrics(client: httpx.Client, base_url: str, headers: dict[str, str], wanted: dict[str, str],
+                   timeout_s: float = 10.0) -> dict[str, float] | None:
+    """/metrics families named in `wanted` (Prometheus family name -> our key), each summed over its labels (a
+    server with several engines reports one sample per engine); None when /metrics does not answer or parse."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
@@ -57,15 +57,22 @@ def read_load(client: httpx.Client, base_url: str, headers: dict[str, str], prog
         families = list(text_string_to_metric_families(reply.text))
     except (httpx.HTTPError, ValueError):
         return None
-    if progress is None:
-        return None
-    wanted = {progress: "generation_tokens", **gauges}
     values: dict[str, float] = {}
     for family in families:
         key = wanted.get(family.name)
         if key is not None:
             values[key] = sum(s.value for s in family.samples if s.name.endswith("_total") or s.name == family.name)
-    if not {"generation_tokens", "running", "waiting"} <= values.keys():
+    return values
+
+
+def read_load(client: httpx.Client, base_url: str, headers: dict[str, str], progress: str | None,
+              gauges: dict[str, str], timeout_s: float = 3.0) -> Load | None:
+    """The progress counter, running and waiting requests from /metrics; None when it does not answer in time or
+    lacks them."""
+    if progress is None:
+        return None
+    values = scrape_metrics(client, base_url, headers, {progress: "generation_tokens", **gauges}, timeout_s)
+    if values is None or not {"generation_tokens", "running", "waiting"} <= values.keys():
         return None
     return Load(generated=values["generation_tokens"], running=values["running"], waiting=values["waiting"])
 
