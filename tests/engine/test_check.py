@@ -33,7 +33,7 @@ def llama(lane: Lane) -> Iterator[LaneServer]:
 
 
 def test_vllm_with_the_tool_parser_passes_every_check(vllm_server: LaneServer) -> None:
-    report = run_checks(vllm_server.base_url, model=SERVED_NAME)
+    report = run_checks(vllm_server.base_url, model=SERVED_NAME, quality=True)
     statuses = by_name(report)
     assert not report.failed, [r for r in report.results if r.status == "fail"]
     assert report.engine == "vllm" and report.engine_version == "0.32.0"
@@ -44,6 +44,8 @@ def test_vllm_with_the_tool_parser_passes_every_check(vllm_server: LaneServer) -
     assert report.reasoning_field in ("reasoning", "reasoning_content")
     assert 'get_weather({"location": "Paris"})' in reason(report, "tools/tool call").replace('":"', '": "')
     assert statuses["security/authentication"] == "warn"  # no key, but loopback
+    assert statuses["quality/quality score"] == "pass", reason(report, "quality/quality score")
+    assert reason(report, "quality/quality score").startswith("6/6 right")  # the lane learned the canary set
 
 
 def test_vllm_without_the_tool_parser_and_with_a_key(lane: Lane, tmp_path: Path) -> None:
@@ -64,13 +66,19 @@ def test_vllm_without_the_tool_parser_and_with_a_key(lane: Lane, tmp_path: Path)
 
 
 def test_llama_server_chat_and_reasoning_pass(llama: LaneServer) -> None:
-    report = run_checks(llama.base_url)
+    report = run_checks(llama.base_url, quality=True, clients=["all"])
     statuses = by_name(report)
     assert report.engine == "llamacpp" and report.model == SERVED_NAME
     for key in ("chat/content", "chat/reasoning field", "chat/usage", "streaming/same as non-streamed",
                 "streaming/finish_reason", "reasoning/effort low", "reasoning/effort high"):
         assert statuses[key] == "pass", (key, [r for r in report.results if f"{r.group}/{r.name}" == key])
     assert report.reasoning_field == "reasoning_content"
+    assert reason(report, "quality/quality score").startswith("6/6 right")  # trained on llama.cpp's rendering too
+    # llama-server b11434's template reads the previous turn's reasoning as `reasoning_content` only
+    assert statuses["client opencode/reasoning sent back as reasoning_content"] == "pass"
+    assert statuses["client opencode/reasoning sent back as reasoning"] == "warn"
+    assert "accepted but ignored" in reason(report, "client opencode/reasoning sent back as reasoning")
+    assert statuses["client codex/responses stream, function tools"] == "pass"
 
 
 def test_bad_input_is_a_clear_error_with_exit_2(llama: LaneServer, tmp_path: Path) -> None:

@@ -126,3 +126,21 @@ def test_security_judge_branches() -> None:
     assert unserved.status == "pass" and "not served" in unserved.reason
     assert judges.route(RouteAnswers("POST", "/invocations", {"no key": 200, "wrong key": 401})).status == "fail"
     assert judges.route(RouteAnswers("GET", "/version", {"no key": 200, "wrong key": 200})).status == "warn"
+
+
+def test_client_profiles_flag_an_error_carried_in_a_200() -> None:
+    # a proxy or server answering HTTP 200 with {"error": ...}: every client profile must call it a failure
+    with fake_server("error_200", api_key=KEY) as server:
+        report = run_checks(server.base_url, api_key=KEY, timeout_s=10, clients=["litellm", "agents"])
+    rows = [r for r in report.results if r.group.startswith("client ")]
+    assert {r.group for r in rows} == {"client litellm", "client agents"}
+    carried = [r for r in rows if "HTTP 200 carrying an error" in r.reason]
+    assert carried and all(r.status == "fail" for r in carried)
+
+
+def test_client_names_select_their_cases() -> None:
+    from gptoss_deploy.check.clients import CLIENTS, cases_for
+
+    assert [c.client for c in cases_for(["codex"])] == ["codex"] * len(CLIENTS["codex"])
+    assert len(cases_for(["all"])) == sum(len(cases) for cases in CLIENTS.values())
+    assert {c.client for c in cases_for(["opencode", "agents"])} == {"opencode", "agents"}

@@ -48,3 +48,23 @@ def test_report_fails_only_on_fail() -> None:
     assert not report.failed and report.counts() == {"pass": 1, "warn": 1, "fail": 0, "skip": 0}
     report.results.append(CheckResult(group="g", name="c", status="fail", reason=""))
     assert report.failed
+
+
+def test_differences_name_what_a_proxy_changed() -> None:
+    from gptoss_deploy.check.compare import differences
+    from gptoss_deploy.check.report import CheckReport, CheckResult
+
+    def report(field: str, chunks: int, status: str) -> CheckReport:
+        return CheckReport(url="u", model="m", reasoning_field=field, results=[
+            CheckResult(group="streaming", name="same", status="pass", reason=f"{chunks} chunks join"),
+            CheckResult(group="tools", name="call", status=status, reason="r"),  # type: ignore[arg-type]
+            CheckResult(group="security", name="GET /x", status="pass", reason="refused"),
+            CheckResult(group="chat", name="content", status="pass", reason="ok")])
+
+    direct, proxied = report("reasoning", 29, "pass"), report("reasoning_content", 30, "fail")
+    proxied.results[2] = CheckResult(group="security", name="GET /x", status="fail", reason="open")
+    found = {(d.group, d.name): d for d in differences(direct, proxied)}
+    assert set(found) == {("chat", "reasoning field name"), ("streaming", "same"), ("tools", "call")}
+    assert found[("chat", "reasoning field name")].proxied == "reasoning_content"
+    assert found[("tools", "call")].direct == "pass" and found[("tools", "call")].proxied == "fail"
+    assert differences(direct, direct) == []

@@ -144,8 +144,9 @@ def effort(level: str, error: str | None) -> CheckResult:
 
 
 # -- tools ---------------------------------------------------------------------------------------------------
-def argument_problem(arguments: str) -> str | None:
-    """Why tool-call arguments are not a valid call of the weather tool (None when they are)."""
+def argument_problem(arguments: str, schema: dict[str, Any] | None = None) -> str | None:
+    """Why tool-call arguments are not a valid call of the tool with `schema` (default: the weather tool's) (None
+    when they are)."""
     try:
         parsed = json.loads(arguments)
     except ValueError:
@@ -153,7 +154,7 @@ def argument_problem(arguments: str) -> str | None:
     import jsonschema
 
     try:
-        jsonschema.validate(parsed, WEATHER_TOOL["function"]["parameters"])
+        jsonschema.validate(parsed, schema or WEATHER_TOOL["function"]["parameters"])
     except jsonschema.ValidationError as exc:
         return f"arguments do not match the declared schema: {exc.message}"
     return None

@@ -192,11 +192,14 @@ def effort(target: Target, level: str) -> str | None:
     return None
 
 
-def _choice(target: Target, **request: Any) -> ChoiceObservation:
+def choice(target: Target, max_tokens: int = 256, **request: Any) -> ChoiceObservation:
+    """A non-streamed chat completion at temperature 0 through the official client: the first choice, or the error
+    (a 400 marked `rejected`)."""
     import openai
 
     try:
-        reply = target.openai.chat.completions.create(model=target.model, temperature=0, max_tokens=256, **request)
+        reply = target.openai.chat.completions.create(model=target.model, temperature=0, max_tokens=max_tokens,
+                                                      **request)
     except openai.BadRequestError as exc:
         return ChoiceObservation(error=str(exc), rejected=True)
     except probe_errors() as exc:
@@ -215,7 +218,7 @@ def _choice(target: Target, **request: Any) -> ChoiceObservation:
 
 def tool_call(target: Target) -> ChoiceObservation:
     """The weather question with the weather tool, tool_choice=auto."""
-    return _choice(target, messages=[{"role": "user", "content": WEATHER_QUESTION}], tools=[WEATHER_TOOL],
+    return choice(target, messages=[{"role": "user", "content": WEATHER_QUESTION}], tools=[WEATHER_TOOL],
                    tool_choice="auto", seed=0)
 
 
@@ -226,12 +229,12 @@ def round_trip(target: Target, call: ToolCall) -> ChoiceObservation:
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": call_id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]},
                 {"role": "tool", "tool_call_id": call_id, "content": json.dumps({"temperature_c": 18})}]
-    return _choice(target, messages=messages, tools=[WEATHER_TOOL], seed=0)
+    return choice(target, messages=messages, tools=[WEATHER_TOOL], seed=0)
 
 
 def tool_required(target: Target) -> ChoiceObservation:
     """The weather question with tool_choice=required."""
-    return _choice(target, messages=[{"role": "user", "content": WEATHER_QUESTION}], tools=[WEATHER_TOOL],
+    return choice(target, messages=[{"role": "user", "content": WEATHER_QUESTION}], tools=[WEATHER_TOOL],
                    tool_choice="required")
 
 

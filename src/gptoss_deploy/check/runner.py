@@ -132,9 +132,19 @@ def check_security(target: Target, report: CheckReport, routes: list[tuple[str, 
             report.results.append(judges.route(probes.unauthenticated(target, method, path)))
 
 
+def check_quality(target: Target, report: CheckReport) -> None:
+    """The quality canary (check/quality.py): one row per item and the score against the threshold."""
+    from gptoss_deploy.check.quality import run_quality
+
+    outcome = run_quality(target)
+    report.results += outcome.results
+    report.results.append(outcome.verdict())
+
+
 def run_checks(url: str, api_key: str | None = None, model: str | None = None,
-               timeout_s: float = 120.0) -> CheckReport:
-    """Every check against `url`."""
+               timeout_s: float = 120.0, quality: bool = False, clients: list[str] | None = None) -> CheckReport:
+    """Every check against `url` (and the quality canary when `quality`, the named client profiles' request shapes:
+    check/clients.py)."""
     target, report = discover(normalise_url(url), api_key, model, timeout_s)
     routes: list[tuple[str, str]] = []
 
@@ -147,8 +157,15 @@ def run_checks(url: str, api_key: str | None = None, model: str | None = None,
     try:
         # each stage on its own: what a broken server makes one stage raise is that stage's failure, and the
         # results of the others are kept (the report is always whole up to what was asked)
-        for group, stage in (("conversation", lambda: check_conversation(target, report)), ("responses", responses),
-                             ("security", lambda: check_security(target, report, routes))):
+        stages = [("conversation", lambda: check_conversation(target, report)), ("responses", responses),
+                  ("security", lambda: check_security(target, report, routes))]
+        if quality:
+            stages.append(("quality", lambda: check_quality(target, report)))
+        if clients:
+            from gptoss_deploy.check.clients import run_clients
+
+            stages.append(("clients", lambda: report.results.extend(run_clients(target, clients))))
+        for group, stage in stages:
             try:
                 stage()
             except Exception as exc:

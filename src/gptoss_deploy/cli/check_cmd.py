@@ -10,6 +10,9 @@ EXAMPLES = """examples:
   gptoss check http://127.0.0.1:8000                      # our server or anyone's (vLLM, llama.cpp, ...)
   gptoss check http://host:8000/v1 --api-key-file key.txt --model gpt-oss-120b
   gptoss check http://127.0.0.1:8080 --json > report.json
+  gptoss check http://127.0.0.1:8000 --client all       # what Codex, OpenCode, LiteLLM, Agents SDK send
+  gptoss check http://127.0.0.1:8000 --quality            # also: are the answers right? (arithmetic, copying,
+                                                          # a format, a tool argument; temperature 0)
 
 exit codes: 0 nothing failed (warnings allowed), 1 a check failed, 2 bad input (unreachable URL, not an
 OpenAI-compatible server, unknown model, unreadable key file).
@@ -27,6 +30,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     p.add_argument("--api-key-file", help="file holding the server's API key (also env API_KEY)")
     p.add_argument("--model", help="model to test (default: the first one /v1/models lists)")
     p.add_argument("--timeout", type=seconds, default=120.0, help="seconds per request (default 120)")
+    p.add_argument("--client", action="append", choices=("codex", "opencode", "litellm", "agents", "all"),
+                   help="also send this client's real request shapes (Codex CLI's Responses API with namespace tools, "
+                        "OpenCode's reasoning sent back, LiteLLM's forwarded turns, the Agents SDK's tool_choice and "
+                        "response_format); repeatable; `all` for every one")
+    p.add_argument("--quality", action="store_true",
+                   help="also ask the quality canary (prompts with checkable answers at temperature 0) and fail when "
+                        "fewer than its threshold are right: catches an engine that computes garbage behind a green "
+                        "/health")
     p.set_defaults(handler=run)
 
 
@@ -58,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from gptoss_deploy.cli.output import emit_json
 
     key = read_key_file(args.api_key_file) if args.api_key_file else (os.environ.get("API_KEY") or None)
-    report = run_checks(args.url, api_key=key, model=args.model, timeout_s=args.timeout)
+    report = run_checks(args.url, api_key=key, model=args.model, timeout_s=args.timeout, quality=args.quality,
+                        clients=args.client)
     if args.json:
         emit_json("check", report)
     else:

@@ -60,6 +60,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                           "waiting, up to --canary-interval")
     sup.add_argument("--wedge-after", type=seconds, default=120.0,
                      help="requests queued and no progress (generated tokens, decode steps) this long = wedged")
+    sup.add_argument("--quality-every", type=seconds, default=0.0,
+                     help="with --watchdog: ask the quality canary (gptoss check --quality) this often and restart when "
+                          "too many answers are wrong (default 0: never); requests it could not get answered never count")
     sup.add_argument("--max-restarts", type=bounded(1, 10_000, integer=True), default=5, help="within --restart-window, then give up")
     sup.add_argument("--restart-window", type=seconds, default=900.0)
     sup.add_argument("--no-progress", action="store_true", help="no progress display (env SHOW_LOADING_PROGRESS=0)")
@@ -218,6 +221,10 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--canary-timeout must not exceed --canary-interval",
                          hint="a wedge is then caught within two intervals")
+    if args.quality_every and not args.watchdog:
+        from gptoss_deploy.errors import InputError
+
+        raise InputError("--quality-every needs --watchdog", hint="add --watchdog (it restarts what the canary finds broken)")
     settings = settings_from(args)
     inputs = inputs_from(args, require_engine=not args.dry_run)
     prepared = prepare(settings, inputs)
@@ -236,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
             ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
             stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
             canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout, wedge_s=args.wedge_after,
-            max_restarts=args.max_restarts, restart_window_s=args.restart_window)
+            quality_every_s=args.quality_every, max_restarts=args.max_restarts, restart_window_s=args.restart_window)
         supervisor = Supervisor(prepared.launch, prepared.plan, prepared.endpoint, log_path, options,
                                 StartupProgress(enabled=settings.show_loading_progress and not worker),
                                 stop_on_signals(), prepared.notes, prepared.download_probe, role=role)

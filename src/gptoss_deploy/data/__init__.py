@@ -9,7 +9,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gptoss_deploy.data.schema import MODELS, EngineFacts, GpuCatalog, KnownIssues, ModelCatalog, PriceTable
+from gptoss_deploy.data.schema import (
+    MODELS,
+    EngineFacts,
+    GpuCatalog,
+    KnownIssues,
+    ModelCatalog,
+    PriceTable,
+    QualityCanary,
+)
 from gptoss_deploy.errors import DataError
 
 T = TypeVar("T", bound=BaseModel)
@@ -86,3 +94,9 @@ def price_table() -> PriceTable:
     """prices.yaml."""
     table: PriceTable = load("prices")
     return table
+
+
+def quality_canary() -> QualityCanary:
+    """quality_canary.yaml."""
+    canary: QualityCanary = load("quality_canary")
+    return canary

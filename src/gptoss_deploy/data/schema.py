@@ -6,7 +6,7 @@ model forbids unknown keys, so a typo cannot silently fall back to a default.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -327,5 +327,47 @@ class ThroughputFacts(Strict):
     anchors: list[ThroughputAnchor]
 
 
+# -- quality_canary.yaml ---------------------------------------------------------------------------------------
+class CanaryExpect(Strict):
+    """How an answer is checked (see the YAML's header for each kind)."""
+
+    kind: Literal["number", "exact", "json", "words", "tool_call"]
+    value: str | list[str] | dict[str, Any] | None = None
+    name: str | None = None
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+
+class CanaryItem(Strict):
+    """One prompt with a checkable answer."""
+
+    id: str
+    skill: str
+    prompt: str
+    tools: list[str] = Field(default_factory=list)
+    answer: str | None = None
+    answer_arguments: dict[str, str] | None = None
+    expect: CanaryExpect
+
+
+class CanaryTool(Strict):
+    """A function tool offered with an item."""
+
+    description: str
+    parameters: dict[str, Any]
+
+
+class QualityCanary(Strict):
+    """quality_canary.yaml."""
+
+    schema_version: Literal[1]
+    source: str
+    threshold: float = Field(gt=0, le=1)
+    max_tokens: int = Field(gt=0)
+    reasoning_effort: Literal["low", "medium", "high"]
+    items: list[CanaryItem]
+    tools: dict[str, CanaryTool]
+
+
 MODELS: dict[str, type[Strict]] = {"engine_facts": EngineFacts, "known_issues": KnownIssues, "gpus": GpuCatalog,
-                                   "models": ModelCatalog, "prices": PriceTable, "throughput": ThroughputFacts}
+                                   "models": ModelCatalog, "prices": PriceTable, "throughput": ThroughputFacts,
+                                   "quality_canary": QualityCanary}

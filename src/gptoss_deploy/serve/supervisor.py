@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import BaseModel, Field
@@ -37,7 +38,10 @@ from gptoss_deploy.serve.nodes import (
 from gptoss_deploy.serve.notify import notify
 from gptoss_deploy.serve.process import EngineProcess, LogSink
 from gptoss_deploy.serve.progress import Snapshot, StartupProgress
-from gptoss_deploy.serve.watchdog import Judge
+from gptoss_deploy.serve.watchdog import Judge, QualityProbe
+
+if TYPE_CHECKING:
+    from gptoss_deploy.check.quality import QualityOutcome
 
 REPORT_SCHEMA_VERSION = 1
 BACKOFF_BASE_S = 2.0
@@ -59,6 +63,8 @@ class SuperviseOptions:
     canary_interval_s: float = 30.0
     canary_timeout_s: float = 20.0
     wedge_s: float = 120.0  # requests running and no token generated this long: wedged
+    quality_every_s: float = 0.0  # the quality canary (check/quality.py) this often; 0: never
+    quality_timeout_s: float = 300.0  # one canary request's wait (it may queue behind real requests)
     max_restarts: int = 5
     restart_window_s: float = 900.0
 
@@ -207,6 +213,7 @@ class Supervisor:
         self.agent: NodeAgent | None = None
         self.watch: WorkerWatch | None = None
         self._head_since: float | None = None
+        self._quality: QualityProbe | None = None
         if role is not None:
             self.agent = NodeAgent(role.own_address, role.agent_port, lambda: self.node).start()
             self.watch = WorkerWatch(role, self._http) if role.head else None
@@ -348,11 +355,23 @@ class Supervisor:
         if self.role is not None and not self.role.head:
             return self._serve_worker()
         last_canary = last_watch = time.monotonic()
+        if self.options.watchdog and self.options.quality_every_s > 0:
+            self._quality = QualityProbe(self.endpoint, self.options.quality_every_s, self.options.quality_timeout_s)
+        try:
+            return self._serve_head(last_canary, last_watch)
+        finally:
+            if self._quality is not None:
+                self._quality.close()
+
+    def _serve_head(self, last_canary: float, last_watch: float) -> int:
+        assert self.engine is not None
         while not self.stop_event.wait(0.5):
             code = self.engine.poll()
             reason = None
             if code is not None:
                 reason = f"the engine exited with code {code}"
+            elif self._quality is not None and (said := self._quality.poll()) is not None:
+                reason = self._quality_verdict(said)
             elif self.watch is not None and time.monotonic() - last_watch >= POLL_S:
                 last_watch = time.monotonic()
                 reason = self.watch.poll(self.node.epoch)
@@ -368,7 +387,19 @@ class Supervisor:
             if not self._restart(reason):
                 return 1
             last_canary = time.monotonic()
+            if self._quality is not None:
+                self._quality.restarted()
         return 0
+
+    def _quality_verdict(self, outcome: QualityOutcome) -> str | None:
+        """Log the quality canary's outcome; the restart reason when too many answers were wrong."""
+        if outcome.failed:
+            return f"quality canary failed: {outcome.summary()}"
+        if outcome.conclusive:
+            self.sink.event(f"[watchdog] quality canary: {outcome.summary()}")
+        else:
+            self._say(f"[watchdog] quality canary inconclusive (not restarting): {outcome.summary()}")
+        return None
 
     def _watch_once(self) -> str | None:
         """One watchdog interval: /metrics, a canary with a budget grown by the queue, the judge's decision (logged

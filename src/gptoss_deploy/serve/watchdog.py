@@ -9,16 +9,26 @@ and sends a 1-token canary whose wait budget grows with the queue. Then:
 - nothing runs or waits and the canary fails: **wedged** (an idle engine must answer), restart;
 - /metrics does not answer either (a stopped or hung process): the canary decides, two failed intervals in a row
   restart (so a wedge is caught within two intervals);
-- an exited engine is restarted at once (the supervisor sees the exit code).
+- an exited engine is restarted at once (the supervisor sees the exit code);
+- with a quality probe (`QualityProbe`): the quality canary's answers are wrong too often (an engine computing
+  garbage behind a green /health): restart. Unanswered canary requests never count.
 
-Every decision carries the numbers behind it. Pure: the supervisor feeds it samples.
+Every decision carries the numbers behind it. `Judge` is pure (the supervisor feeds it samples); `QualityProbe` asks
+the canary in a thread of its own.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from gptoss_deploy.check.quality import QualityOutcome
 
 
 @dataclass(frozen=True)
@@ -126,3 +136,55 @@ class Judge:
                                             f"({canary_error}), {self.blind_failures} intervals in a row")
         return Decision(False, "unknown", f"/metrics does not answer and the canary failed "
                                           f"({canary_error}): once, waiting one more interval")
+
+
+class QualityProbe:
+    """The quality canary (check/quality.py) in the background every `every_s` seconds: its requests may wait in a
+    full queue for minutes, which must not hold up the watchdog's other checks. An outcome from an engine that was
+    restarted meanwhile is dropped."""
+
+    def __init__(self, endpoint: Any, every_s: float, timeout_s: float) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.endpoint = endpoint
+        self.every_s = every_s
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-canary")
+        self._future: Future[QualityOutcome] | None = None
+        self._generation = 0
+        self._asked_generation = 0
+        self._last = time.monotonic()
+
+    def poll(self) -> QualityOutcome | None:
+        """The outcome of a finished run of this engine (then None until the next one ends); starts a run when due."""
+        if self._future is not None and self._future.done():
+            future, self._future = self._future, None
+            if self._asked_generation == self._generation and future.exception() is None:
+                return future.result()
+        if self._future is None and time.monotonic() - self._last >= self.every_s:
+            self._last = time.monotonic()
+            self._asked_generation = self._generation
+            self._future = self._pool.submit(self._ask)
+        return None
+
+    def restarted(self) -> None:
+        """The engine was restarted: drop what is in flight, wait a full interval before the next run."""
+        self._generation += 1
+        self._future = None
+        self._last = time.monotonic()
+
+    def close(self) -> None:
+        """Stop scheduling; a run in flight ends on its own timeout."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _ask(self) -> QualityOutcome:
+        from gptoss_deploy.check.probes import Target
+        from gptoss_deploy.check.quality import run_quality
+        from gptoss_deploy.httpclient import bounded_client
+
+        target = Target(self.endpoint.base_url, self.endpoint.api_key, self.endpoint.served_name, self.timeout_s,
+                        bounded_client(self.timeout_s))
+        try:
+            return run_quality(target)
+        finally:
+            target.close()
