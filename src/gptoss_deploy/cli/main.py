@@ -19,6 +19,7 @@ from gptoss_deploy.cli import (
     gguf_cmd,
     hardware_cmd,
     plan_cmd,
+    pull_cmd,
     render_cmd,
     serve_cmd,
     try_cmd,
@@ -26,7 +27,7 @@ from gptoss_deploy.cli import (
 )
 from gptoss_deploy.errors import InputError
 
-COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
+COMMANDS = (plan_cmd, pull_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
             hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 

@@ -22,6 +22,7 @@ from gptoss_deploy.data.schema import GpuSpec, HostSpec
 from gptoss_deploy.doctor.checks import DoctorCheck
 from gptoss_deploy.hardware.types import Host
 from gptoss_deploy.models.gguf_tools import MergeReport
+from gptoss_deploy.models.pull import PullReport
 from gptoss_deploy.plan.types import Plan
 from gptoss_deploy.render.deployment import Deployment
 from gptoss_deploy.render.output import Validation
@@ -150,6 +151,7 @@ MODELS: dict[str, Any] = {
     "bench": BenchOutput, "cost": RootModel[list[CostRow]], "render": RenderOutput, "doctor": DoctorOutput,
     "try": RootModel[list[Attempt]], "try-dry-run": RootModel[list[TryRung]], "gguf-info": RootModel[list[GgufEntry]],
     "gguf-merge": MergeReport, "detect": Host, "profiles": Profiles, "vocab": VocabResult, "demo": DemoInfo,
+    "pull": PullReport,
 }
 SCHEMAS = {name: (SCHEMA_VERSIONS[name], model) for name, model in MODELS.items()}
 

@@ -60,6 +60,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                           "waiting, up to --canary-interval")
     sup.add_argument("--wedge-after", type=seconds, default=120.0,
                      help="requests queued and no progress (generated tokens, decode steps) this long = wedged")
+    sup.add_argument("--no-pull", action="store_true",
+                     help="let the engine download a missing model itself (default: `gptoss pull` it first, with "
+                          "progress and checks, so the start window does not include the download)")
     sup.add_argument("--quality-every", type=seconds, default=0.0,
                      help="with --watchdog: ask the quality canary (gptoss check --quality) this often and restart when "
                           "too many answers are wrong (default 0: never); requests it could not get answered never count")
@@ -167,6 +170,34 @@ def _dry_run(args: argparse.Namespace, prepared) -> int:
     return 0
 
 
+def _pull_first(args: argparse.Namespace, prepared) -> bool:
+    """Pull the model from the Hub before the engine starts when the engine would download it (progress, disk
+    check, resume, sha256: `gptoss pull`), so the start window no longer hides a download. True when the model is
+    in the cache now."""
+    import os
+
+    from gptoss_deploy.models.pull import is_cached, pull
+
+    repo = prepared.hub_repo
+    if repo is None:
+        return False
+    if is_cached(repo):
+        return True
+    if args.no_pull or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from gptoss_deploy.cli.output import message, quiet
+    from gptoss_deploy.cli.pull_cmd import RichProgress
+
+    message(f"[serve] {repo} is not in the Hugging Face cache: pulling it first (gptoss pull)")
+    display = None if (args.json or quiet()) else RichProgress()
+    try:
+        pull(repo, progress=display.hooks() if display else None)
+    finally:
+        if display is not None:
+            display.stop()
+    return True
+
+
 def _print_ready(args: argparse.Namespace, supervisor, report) -> None:
     from gptoss_deploy.cli.output import console, emit_json, message
 
@@ -238,9 +269,11 @@ def run(args: argparse.Namespace) -> int:
             require_port_free(settings.host, settings.port)
         for note in prepared.notes:
             message(f"note: {note}")
+        pulled = _pull_first(args, prepared)
         log_path = Path(args.log_file) if args.log_file else default_log_path(settings.port)
         options = SuperviseOptions(
-            ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes),
+            ready_timeout_s=args.ready_timeout or ready_timeout_for(prepared.model.checkpoint_bytes,
+                                                                    downloads=not pulled),
             stall_timeout_s=args.stall_timeout, stop_grace_s=args.stop_grace, watchdog=args.watchdog,
             canary_interval_s=args.canary_interval, canary_timeout_s=args.canary_timeout, wedge_s=args.wedge_after,
             quality_every_s=args.quality_every, max_restarts=args.max_restarts, restart_window_s=args.restart_window)

@@ -61,6 +61,7 @@ class Prepared:
     engine_info: EngineInfo | None
     notes: list[str]
     download_probe: Callable[[], tuple[int, int | None]] | None = None
+    hub_repo: str | None = None  # the Hub repository the engine would download (None: local files)
     node: NodeRole | None = None  # this machine's part of a server across nodes, its node count from the plan
 
 
@@ -266,4 +267,4 @@ def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any]
         launch.remove_files()
         raise
     return Prepared(plan=plan, model=model, launch=launch, endpoint=endpoint, engine_info=info, notes=notes,
-                    download_probe=probe, node=node)
+                    download_probe=probe, node=node, hub_repo=download[0] if download else None)

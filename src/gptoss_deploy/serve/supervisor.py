@@ -86,9 +86,10 @@ def report_path_for(log_path: Path) -> Path:
     return log_path.with_suffix(".plan-vs-actual.json")
 
 
-def ready_timeout_for(checkpoint_bytes: int | None) -> float:
-    """Startup deadline scaled to the model: 10 min plus 30 s per GiB of checkpoint (download and load)."""
-    return 600.0 + 30.0 * (checkpoint_bytes or 0) / 2**30
+def ready_timeout_for(checkpoint_bytes: int | None, downloads: bool = True) -> float:
+    """Startup deadline scaled to the model: 10 min plus 30 s per GiB of checkpoint when the engine downloads and
+    loads it, 10 s per GiB when it only loads it (pulled first)."""
+    return 600.0 + (30.0 if downloads else 10.0) * (checkpoint_bytes or 0) / 2**30
 
 
 class PhaseTime(BaseModel):
