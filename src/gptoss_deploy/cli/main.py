@@ -22,12 +22,13 @@ from gptoss_deploy.cli import (
     pull_cmd,
     render_cmd,
     serve_cmd,
+    servers_cmd,
     try_cmd,
     vocab_cmd,
 )
 from gptoss_deploy.errors import InputError
 
-COMMANDS = (plan_cmd, pull_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
+COMMANDS = (plan_cmd, pull_cmd, serve_cmd, servers_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
             hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc, as_json)
     if extra:
         args.extra_engine_args = extra
+    args.raw_argv = argv + (["--", *extra] if extra else [])  # `serve --detach` re-runs the same command
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

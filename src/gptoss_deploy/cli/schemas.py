@@ -18,6 +18,7 @@ from gptoss_deploy.bench.cost import CostRow
 from gptoss_deploy.bench.sweep import SweepResult
 from gptoss_deploy.check.report import CheckReport
 from gptoss_deploy.cli.output import SCHEMA_VERSIONS
+from gptoss_deploy.cli.servers_cmd import ServerRow
 from gptoss_deploy.data.schema import GpuSpec, HostSpec
 from gptoss_deploy.doctor.checks import DoctorCheck
 from gptoss_deploy.hardware.types import Host
@@ -26,6 +27,7 @@ from gptoss_deploy.models.pull import PullReport
 from gptoss_deploy.plan.types import Plan
 from gptoss_deploy.render.deployment import Deployment
 from gptoss_deploy.render.output import Validation
+from gptoss_deploy.serve.state import ServerState
 from gptoss_deploy.serve.supervisor import ServeReport
 from gptoss_deploy.trial.ladder import Attempt
 from gptoss_deploy.vocab import VocabResult
@@ -151,7 +153,7 @@ MODELS: dict[str, Any] = {
     "bench": BenchOutput, "cost": RootModel[list[CostRow]], "render": RenderOutput, "doctor": DoctorOutput,
     "try": RootModel[list[Attempt]], "try-dry-run": RootModel[list[TryRung]], "gguf-info": RootModel[list[GgufEntry]],
     "gguf-merge": MergeReport, "detect": Host, "profiles": Profiles, "vocab": VocabResult, "demo": DemoInfo,
-    "pull": PullReport,
+    "pull": PullReport, "server": ServerState, "ps": RootModel[list[ServerRow]],
 }
 SCHEMAS = {name: (SCHEMA_VERSIONS[name], model) for name, model in MODELS.items()}
 

@@ -14,6 +14,7 @@ from gptoss_deploy.cli.args import (
     read_key_file,
     seconds,
 )
+from gptoss_deploy.errors import InputError
 
 EXAMPLES = """examples:
   gptoss serve --model gpt-oss-20b                       # plan for this host, serve on 127.0.0.1:8000
@@ -48,6 +49,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     net.add_argument("--served-model-name", help="the model name clients send (default: --model)")
     net.add_argument("--api-key-file", help="file holding the API key (or env API_KEY); required off loopback")
     sup = p.add_argument_group("supervision")
+    sup.add_argument("--detach", "-d", action="store_true",
+                     help="run in the background (gptoss ps / logs / stop); returns once the model answers")
+    sup.add_argument("--name", help="the server's name for ps / logs / stop (default: serve-PORT)")
     sup.add_argument("--log-file", help="engine log (default: ~/.cache/gptoss-deploy/logs/serve-<port>.log)")
     sup.add_argument("--ready-timeout", type=seconds, help="seconds to become ready (default: by model size)")
     sup.add_argument("--stall-timeout", type=seconds, default=600.0,
@@ -170,6 +174,86 @@ def _dry_run(args: argparse.Namespace, prepared) -> int:
     return 0
 
 
+def server_name(args: argparse.Namespace, port: int) -> str:
+    """--name, else serve-PORT (the same name as the log, serve-PORT.log)."""
+    from gptoss_deploy.serve.state import check_name
+
+    return check_name(args.name) if args.name else f"serve-{port}"
+
+
+def _register(args: argparse.Namespace, prepared, log_path):
+    """Write this server's entry in the state folder (gptoss ps / logs / stop); refuse a name already running."""
+    import os
+    import time
+
+    from gptoss_deploy.serve import state
+
+    name = server_name(args, prepared.endpoint.port)
+    other = state.running(name)
+    if other is not None and other.pid != os.getpid():
+        prepared.launch.remove_files()
+        raise InputError(f"a server called {name!r} already runs (pid {other.pid}, {other.base_url})",
+                         hint=f"gptoss stop {name}, or pick another --name / --port")
+    entry = state.ServerState(name=name, pid=os.getpid(), engine=prepared.launch.engine, model=prepared.plan.model,
+                              served_name=prepared.endpoint.served_name, base_url=prepared.endpoint.base_url,
+                              log=str(log_path), console_log=os.environ.get("GPTOSS_CONSOLE_LOG"),
+                              plan=args.plan if getattr(args, "plan", None) else None, started_at=time.time())
+    state.write(entry)
+    return entry
+
+
+def _detach(args: argparse.Namespace, settings) -> int:
+    """Start this same command without --detach in a new session, its output in the state folder; wait until it
+    is ready (its entry says so) or exits (then show why)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from gptoss_deploy.cli.output import message
+    from gptoss_deploy.serve import state
+
+    name = server_name(args, settings.port)
+    other = state.running(name)
+    if other is not None:
+        raise InputError(f"a server called {name!r} already runs (pid {other.pid}, {other.base_url})",
+                         hint=f"gptoss stop {name}, or pick another --name / --port")
+    argv = [a for a in args.raw_argv if a not in ("--detach", "-d")]
+    if "--name" not in argv:
+        at = argv.index("--") if "--" in argv else len(argv)
+        argv[at:at] = ["--name", name]
+    console_log = state.state_dir() / f"{name}.out"
+    console_log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = dict(os.environ, GPTOSS_CONSOLE_LOG=str(console_log), SHOW_LOADING_PROGRESS="0")
+    with console_log.open("wb") as sink:
+        os.chmod(console_log, 0o600)
+        child = subprocess.Popen([sys.executable, "-m", "gptoss_deploy.cli.main", *argv], stdin=subprocess.DEVNULL,
+                                 stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    message(f"[serve] detached as {name} (pid {child.pid}); waiting until it answers — gptoss logs {name} -f")
+    deadline = time.monotonic() + (args.ready_timeout or 7200.0)
+    while time.monotonic() < deadline:
+        code = child.poll()
+        if code is not None:
+            tail = console_log.read_text(errors="replace")[-2000:]
+            message(tail.rstrip())
+            message(f"[serve] {name} exited with code {code} before it was ready (its output: {console_log})")
+            return code or 1
+        entry = state.running(name)
+        if entry is not None and entry.status == "ready":
+            if args.json:
+                from gptoss_deploy.cli.output import emit_json
+
+                emit_json("server", entry)
+            else:
+                print(entry.base_url)
+            message(f"[serve] {name} ready: {entry.base_url} ({entry.served_name}); gptoss ps, gptoss stop {name}")
+            return 0
+        time.sleep(0.5)
+    message(f"[serve] {name} is not ready after {args.ready_timeout or 7200:g} s; it keeps starting in the "
+            f"background (gptoss logs {name} -f, gptoss stop {name})")
+    return 1
+
+
 def _pull_first(args: argparse.Namespace, prepared) -> bool:
     """Pull the model from the Hub before the engine starts when the engine would download it (progress, disk
     check, resume, sha256: `gptoss pull`), so the start window no longer hides a download. True when the model is
@@ -257,6 +341,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--quality-every needs --watchdog", hint="add --watchdog (it restarts what the canary finds broken)")
     settings = settings_from(args)
+    if args.detach and not args.dry_run:
+        return _detach(args, settings)
     inputs = inputs_from(args, require_engine=not args.dry_run)
     prepared = prepare(settings, inputs)
     if args.dry_run:
@@ -285,8 +371,14 @@ def run(args: argparse.Namespace) -> int:
         raise
     message(f"[serve] {prepared.launch.engine} {prepared.engine_info.version if prepared.engine_info else ''}: "
             f"{prepared.plan.model} as {prepared.endpoint.served_name}; log {log_path}")
+    entry = None if worker else _register(args, prepared, log_path)
     try:
         report = supervisor.start()
+        if entry is not None and supervisor.engine is not None:
+            from gptoss_deploy.serve import state
+
+            entry = entry.model_copy(update={"status": "ready", "engine_pgid": supervisor.engine.pid})
+            state.write(entry)
         if role is not None and worker:
             message(f"[serve] node {role.rank} of {role.nnodes}: engine worker running; the API is on the head")
         else:
@@ -299,6 +391,10 @@ def run(args: argparse.Namespace) -> int:
         code = 130
     finally:
         left = supervisor.stop()
+        if entry is not None:
+            from gptoss_deploy.serve import state
+
+            state.remove(entry.name, pid=entry.pid)
     if left:
         message(f"[serve] processes still alive after stop: {left}")
         return 1

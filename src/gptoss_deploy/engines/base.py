@@ -302,6 +302,8 @@ class Engine(ABC):
     counters: ClassVar[dict[str, str]] = {}
     gauges: ClassVar[dict[str, str]] = {}  # /metrics gauge -> "running" / "waiting" (the watchdog's queue)
     progress_counter: ClassVar[str | None] = None  # a /metrics counter that grows while the engine makes progress
+    live_gauges: ClassVar[dict[str, str]] = {}  # more gauges `gptoss ps` / `top` show (kv_usage)
+    histograms: ClassVar[dict[str, str]] = {}  # /metrics histograms -> "ttft" / "itl" (percentiles in `top`)
     log_patterns: ClassVar[tuple[Pattern, ...]] = ()
 
     # planning

