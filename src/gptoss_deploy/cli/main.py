@@ -12,6 +12,7 @@ from typing import NoReturn
 from gptoss_deploy import __version__
 from gptoss_deploy.cli import (
     bench_cmd,
+    chat_cmd,
     check_cmd,
     cost_cmd,
     demo_cmd,
@@ -23,12 +24,13 @@ from gptoss_deploy.cli import (
     render_cmd,
     serve_cmd,
     servers_cmd,
+    top_cmd,
     try_cmd,
     vocab_cmd,
 )
 from gptoss_deploy.errors import InputError
 
-COMMANDS = (plan_cmd, pull_cmd, serve_cmd, servers_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
+COMMANDS = (plan_cmd, pull_cmd, serve_cmd, servers_cmd, chat_cmd, top_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
             hardware_cmd, vocab_cmd, demo_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 

@@ -19,6 +19,7 @@ from gptoss_deploy.bench.sweep import SweepResult
 from gptoss_deploy.check.report import CheckReport
 from gptoss_deploy.cli.output import SCHEMA_VERSIONS
 from gptoss_deploy.cli.servers_cmd import ServerRow
+from gptoss_deploy.cli.top_cmd import TopSample
 from gptoss_deploy.data.schema import GpuSpec, HostSpec
 from gptoss_deploy.doctor.checks import DoctorCheck
 from gptoss_deploy.hardware.types import Host
@@ -154,6 +155,7 @@ MODELS: dict[str, Any] = {
     "try": RootModel[list[Attempt]], "try-dry-run": RootModel[list[TryRung]], "gguf-info": RootModel[list[GgufEntry]],
     "gguf-merge": MergeReport, "detect": Host, "profiles": Profiles, "vocab": VocabResult, "demo": DemoInfo,
     "pull": PullReport, "server": ServerState, "ps": RootModel[list[ServerRow]],
+    "top": TopSample,
 }
 SCHEMAS = {name: (SCHEMA_VERSIONS[name], model) for name, model in MODELS.items()}
 

@@ -336,6 +336,9 @@ def main() -> int:
                                                                 canary)) if i % 4 == 3]
         quality |= canary_check(model, unseen)
         log(f"greedy exact match on canary items: {quality['canary_exact_match']:.2f}")
+    # as openai/gpt-oss-*'s generation_config.json: <|return|>, <|endoftext|> and <|call|> all end a generation (a
+    # tool call must stop at <|call|>, streamed or not)
+    model.generation_config.eos_token_id = [200002, 199999, 200012]
     model.to(torch.bfloat16).save_pretrained(args.out, safe_serialization=True)
     config.save_pretrained(args.out)
     (args.out / "training.json").write_text(json.dumps({
