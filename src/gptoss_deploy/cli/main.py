@@ -13,6 +13,7 @@ from gptoss_deploy import __version__
 from gptoss_deploy.cli import (
     bench_cmd,
     check_cmd,
+    completion_cmd,
     cost_cmd,
     demo_cmd,
     doctor_cmd,
@@ -27,7 +28,7 @@ from gptoss_deploy.cli import (
 from gptoss_deploy.errors import InputError
 
 COMMANDS = (plan_cmd, serve_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
-            hardware_cmd, vocab_cmd, demo_cmd)
+            hardware_cmd, vocab_cmd, demo_cmd, completion_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 

@@ -144,12 +144,20 @@ class DemoInfo(BaseModel):
     curl: str
 
 
+class CompletionScript(BaseModel):
+    """`completion`: the shell and its script."""
+
+    shell: Literal["bash", "zsh", "fish"]
+    script: str
+
+
 # name -> the data model (versions: cli/output.py SCHEMA_VERSIONS)
 MODELS: dict[str, Any] = {
     "error": ErrorData, "plan": Plan, "serve-dry-run": ServeDryRun, "serve-ready": ServeReport, "check": CheckReport,
     "bench": BenchOutput, "cost": RootModel[list[CostRow]], "render": RenderOutput, "doctor": DoctorOutput,
     "try": RootModel[list[Attempt]], "try-dry-run": RootModel[list[TryRung]], "gguf-info": RootModel[list[GgufEntry]],
     "gguf-merge": MergeReport, "detect": Host, "profiles": Profiles, "vocab": VocabResult, "demo": DemoInfo,
+    "completion": CompletionScript,
 }
 SCHEMAS = {name: (SCHEMA_VERSIONS[name], model) for name, model in MODELS.items()}
 
