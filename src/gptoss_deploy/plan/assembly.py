@@ -16,7 +16,16 @@ from gptoss_deploy.plan.figures import llamacpp_figures, vllm_figures
 from gptoss_deploy.plan.issues import IssueContext, matching_issues
 from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION, LlamacppFit, gguf_for, plan_slots
 from gptoss_deploy.plan.refusals import refuse_requested
-from gptoss_deploy.plan.search import Knobs, Search, VllmCandidate, evaluate, starting_point, valid_tp_sizes
+from gptoss_deploy.plan.search import (
+    RELAXED_UTIL,
+    Knobs,
+    Search,
+    VllmCandidate,
+    evaluate,
+    starting_point,
+    utilization_cap,
+    valid_tp_sizes,
+)
 from gptoss_deploy.plan.types import (
     Alternative,
     Change,
@@ -242,6 +251,8 @@ def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: V
                         f"architecture ({gpu.arch}) are as given; the runtime is assumed to see "
                         f"{gpu.visible_gib:.2f} GiB of it (estimated: 0.45 GiB less, as on catalog GPUs without a "
                         "measured figure)")
+    if gpu and (utilization_cap([gpu]) or 1.0) < RELAXED_UTIL:  # the memory held bounds what the planner may choose
+        warnings.append(_memory_in_use(gpu, s.gpu_memory_utilization))
     if gpu and gpu.unified_memory:
         warnings.append("unified memory: --gpu-memory-utilization is not a hard cap here (vllm#46307); the plan "
                         f"uses {s.gpu_memory_utilization:g} and keeps the OS headroom")
@@ -251,6 +262,18 @@ def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: V
     if not s.tool_calling and request.tool_calling:
         warnings.append(f"vLLM {s.version} has no openai tool parser: tool calls will not be parsed")
     return warnings
+
+
+def _memory_in_use(gpu: Gpu, util: float) -> str:
+    """What memory other processes hold means for --gpu-memory-utilization (vLLM refuses util x total > free)."""
+    cap = utilization_cap([gpu]) or util
+    held = f"{(gpu.used_bytes or 0) / GIB:.2f} GiB of {gpu.name}'s {gpu.visible_gib:.2f} GiB is in use by other " \
+           "processes (NVML, at planning)"
+    if util <= cap:
+        return (f"{held}: vLLM starts only when util x total fits in the free memory after its own CUDA context, so "
+                f"the plan keeps --gpu-memory-utilization at {util:g} (at most {cap:g} here)")
+    return (f"{held}: --gpu-memory-utilization {util:g} asks for more than is free; vLLM will refuse to start above "
+            f"{cap:g}: lower it, or free the memory (nvidia-smi lists the processes)")
 
 
 def _assemble_vllm(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandidate, changes: list[Change],
