@@ -22,6 +22,7 @@ from gptoss_deploy.plan.search import (
     Search,
     VllmCandidate,
     evaluate,
+    issue_switches,
     starting_point,
     utilization_cap,
     valid_tp_sizes,
@@ -29,6 +30,7 @@ from gptoss_deploy.plan.search import (
 from gptoss_deploy.plan.types import (
     Alternative,
     Change,
+    IssueHit,
     LlamacppSettings,
     Parallelism,
     Plan,
@@ -100,7 +102,7 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
                                   f"ran in vLLM {minimum}): upgrade vLLM, or plan with --vllm-version "
                                   f"{versions.vllm_facts().default_version}"])
     refusals = refuse_requested(model, host, request, version)
-    request = refusals.request
+    request = issue_switches(model, host, refusals.request, version)
     search = Search(model, host, request, version, [])
     chosen = search.run()
     warnings = ([choice.warning] if choice.warning else []) + list(refusals.warnings)
@@ -113,6 +115,7 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
         changes = refusals.changes + changes_from(request, chosen.settings, model.arch.max_position_embeddings,
                                                   kv_gained_by_fewer_seqs(staged, host, request, chosen))
         plan = _assemble_vllm(staged, host, request, chosen, changes, warnings)
+        plan.warnings += mark_applied(plan.issues, plan.vllm)
         plan.parallel, plan.nodes = parallel, request.nodes
         if pp > 1:  # single-stream speed crosses every stage: the whole model's bytes
             plan.speed = vllm_speed(model, host.gpu, chosen)
@@ -262,6 +265,28 @@ def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: V
     if not s.tool_calling and request.tool_calling:
         warnings.append(f"vLLM {s.version} has no openai tool parser: tool calls will not be parsed")
     return warnings
+
+
+def mark_applied(issues: list[IssueHit], settings: VllmSettings | None) -> list[str]:
+    """Fill each issue's `applied` with the fix settings the plan runs with, and say per warning what the plan
+    applied and why it does not apply the rest (the issue's not_applied)."""
+    notes = []
+    for hit in issues:
+        hit.applied = [_flag(name, value) for name, value in hit.defaults.items()
+                       if settings is not None and getattr(settings, name, None) == value]
+        if hit.severity == "info" or not (hit.defaults or hit.not_applied):
+            continue
+        applied = f"the plan applies {' and '.join(hit.applied)}" if hit.applied else "the plan applies none of its fix"
+        skipped = [f"{_flag(n, v)} (set otherwise)" for n, v in hit.defaults.items() if _flag(n, v) not in hit.applied]
+        why = "; ".join(([f"not {', '.join(skipped)}"] if skipped else [])
+                        + ([f"not applied: {hit.not_applied}"] if hit.not_applied else []))
+        notes.append(f"known issue {hit.id}: {applied}" + (f"; {why}" if why else ""))
+    return notes
+
+
+def _flag(name: str, value: object) -> str:
+    flag = "--" + name.replace("_", "-")
+    return flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
 
 
 def _memory_in_use(gpu: Gpu, util: float) -> str:

@@ -165,6 +165,25 @@ def cpu_budget(host: Host, weights: int, request: PlanRequest) -> VllmMemory:
                       kv_from_override=request.kv_cache_memory_bytes is not None)
 
 
+SWITCHES = ("enforce_eager",)  # boolean settings a known issue's fix.defaults may turn on
+
+
+def issue_switches(model: ModelSpec, host: Host, request: PlanRequest, version: str) -> PlanRequest:
+    """The request with the switches a matching known issue's fix turns on (--enforce-eager on GB10) when the
+    request left them off; the plan lists them as applied (IssueHit.applied)."""
+    off = [name for name in SWITCHES if not getattr(request, name)]
+    if not off or host.gpu is None:
+        return request
+    tp = request.tensor_parallel_size or 1
+    defaults = default_batch(host.gpu, version, tp)
+    probe = evaluate(model, host, request, version,
+                     Knobs(tp, versions.default_gpu_memory_utilization(version), defaults.max_num_batched_tokens,
+                           defaults.max_num_seqs, request.max_model_len or model.arch.max_position_embeddings,
+                           request.kv_cache_dtype))
+    on = {name: True for name in off for issue in probe.issues if issue.defaults.get(name) is True}
+    return request.model_copy(update=on) if on else request
+
+
 def starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: str, tp: int) -> StartPoint:
     """Before relaxation: the request, else the known-issue rules' defaults, else vLLM's defaults."""
     gpu = host.gpu
