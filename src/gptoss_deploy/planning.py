@@ -244,3 +244,26 @@ def replan(plan: Plan, host: Host, installed: dict[str, str | None], overrides: 
     spec = resolve_model(model or plan.model)
     fresh = make_plan(spec, host, complete_request(request), installed, with_alternatives=False)
     return Planned(model=spec, host=host, plan=fresh, installed=installed)
+
+
+def predicted_throughput(model: str, gpu: str, gpus: int, input_tokens: int, output_tokens: int,
+                         concurrency: int) -> tuple[float | None, str]:
+    """The throughput model's output tokens/s for `model` planned on `gpus` x `gpu` (a catalog key) at the
+    curve's level nearest below `concurrency`, and how it is known; (None, why) when there is no prediction."""
+    from gptoss_deploy.hardware.profiles import compose_host
+
+    request = PlanRequest(input_tokens=input_tokens, output_tokens=output_tokens)
+    planned = plan_for(model, compose_host(gpu, gpus), request, detect_installed=False, with_alternatives=False)
+    plan = planned.plan
+    where = f"{gpus}x {gpu}"
+    if plan.verdict == "does not fit":
+        return None, f"{plan.model} does not fit on {where}"
+    curve = plan.parallel.curve if plan.parallel else []
+    if not curve:
+        return None, f"no throughput prediction for {plan.engine} on {where}"
+    below = [p for p in curve if p.concurrency <= concurrency] or curve[:1]
+    point = below[-1]
+    layout = plan.parallel
+    assert layout is not None
+    return point.output_tokens_per_s, (f"predicted ({layout.label}): {plan.engine} TP{layout.tp}xDP{layout.dp} on "
+                                       f"{where} at {point.concurrency} users, {input_tokens} in / {output_tokens} out")

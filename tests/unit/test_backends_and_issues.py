@@ -121,3 +121,32 @@ def test_log_lines_merge_into_one_from_0_28() -> None:
     assert len([line for line in plan_for("h100", vllm_version="0.27.1").predicted_log if "KV cache size" in line
                 or "Maximum concurrency" in line]) == 2
     assert any("tokens, Maximum concurrency" in line for line in plan_for("h100", vllm_version="0.28.0").predicted_log)
+
+
+def test_gb10_plan_applies_its_known_issue_fix_and_says_what_it_cannot() -> None:
+    plan = plan_for("dgx-spark", "gpt-oss-120b")
+    assert plan.vllm is not None and plan.vllm.enforce_eager and "--enforce-eager" in plan.engine_args
+    hit = next(i for i in plan.issues if i.id == "gb10-marlin-hang-oom")
+    assert hit.applied == ["--enforce-eager", "--gpu-memory-utilization 0.85"]
+    note = next(w for w in plan.warnings if w.startswith("known issue gb10-marlin-hang-oom"))
+    assert "applies --enforce-eager" in note and "not applied: a CUTLASS MXFP4 build" in note
+    assert plan.request is not None and plan.request.enforce_eager is False  # what was asked stays as asked
+    assert plan.memory is not None and plan.memory.cudagraph_bytes == 0  # eager: no graphs in the memory plan
+
+
+def test_a_fix_the_user_overrides_is_named_as_not_applied() -> None:
+    plan = plan_for("dgx-spark", "gpt-oss-120b", gpu_memory_utilization=0.8)
+    hit = next(i for i in plan.issues if i.id == "gb10-marlin-hang-oom")
+    assert hit.applied == ["--enforce-eager"]
+    note = next(w for w in plan.warnings if w.startswith("known issue gb10-marlin-hang-oom"))
+    assert "not --gpu-memory-utilization 0.85 (set otherwise)" in note
+
+
+def test_plans_off_gb10_stay_with_cuda_graphs_and_keep_the_eager_rung() -> None:
+    from gptoss_deploy.engines import registry
+
+    plan = plan_for("h100", "gpt-oss-120b")
+    assert plan.vllm is not None and not plan.vllm.enforce_eager and "--enforce-eager" not in plan.engine_args
+    assert [r.name for r in registry.get("vllm").ladder(plan, True)][-1] == "eager"
+    spark = plan_for("dgx-spark", "gpt-oss-120b")
+    assert "eager" not in [r.name for r in registry.get("vllm").ladder(spark, True)]  # already eager

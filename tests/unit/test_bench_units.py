@@ -334,3 +334,48 @@ def test_bench_rejects_bad_flags_with_exit_2(capsys, tmp_path, monkeypatch):
     assert main(["bench", "http://127.0.0.1:9"]) == 2  # nothing listens: cannot reach
     assert "cannot reach" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # no journal left behind by a run that never started
+
+
+def test_cost_refuses_to_rank_gpus_on_one_tokens_per_second(capsys):
+    assert main(["cost", "--tok-s", "2500"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot rank providers of" in err and "--gpu NAME" in err
+    assert main(["cost", "--tok-s", "2500", "--gpu", "H100"]) == 2  # predicting needs the concurrency
+    assert "--concurrency N" in capsys.readouterr().err
+    assert main(["cost", "--tok-s", "2500", "--gpu", "no-such-gpu", "--concurrency", "8"]) == 2
+    assert "gptoss profiles" in capsys.readouterr().err
+
+
+def test_cost_uses_each_gpus_own_throughput(capsys):
+    from gptoss_deploy.planning import predicted_throughput
+
+    argv = ["cost", "--tok-s", "2500", "--gpu", "H100", "--concurrency", "64", "--model", "gpt-oss-120b",
+            "--provider", "lambda-h100", "--provider", "thunder-a100", "--provider", "gmi-h200", "--json"]
+    assert main(argv) == 0
+    rows = {r["price"]["name"]: r for r in data_of(capsys.readouterr().out, "cost")}
+    assert rows["lambda-h100"]["throughput"] == "given" and rows["lambda-h100"]["output_tokens_per_s"] == 2500
+    for name, gpu in (("thunder-a100", "a100-80gb"), ("gmi-h200", "h200")):
+        expected, note = predicted_throughput("gpt-oss-120b", gpu, 1, 1024, 1024, 64)
+        row = rows[name]
+        assert row["throughput"] == "predicted" and row["output_tokens_per_s"] == pytest.approx(expected)
+        assert row["usd_per_m_output"] == pytest.approx(cost.per_million(row["price"]["per_hour"], expected))
+        assert row["throughput_note"] == note and "at 64 users" in note
+    # the model's own ordering, not one number for all: H200 (4.8 TB/s) out-runs A100-80GB (2.0 TB/s)
+    assert rows["gmi-h200"]["output_tokens_per_s"] > rows["thunder-a100"]["output_tokens_per_s"]
+
+
+def test_cost_marks_a_gpu_without_a_prediction_not_comparable(tmp_path: Path, capsys):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("schema_version: 1\nrecorded: '2026-12-01'\ncurrency: USD\nproviders:\n"
+                      "  desk-4090: {provider: Desk, gpu: rtx4090, price_per_hour: 0.4, source: mine}\n"
+                      "  rent-h100: {provider: Rent, gpu: h100-sxm, price_per_hour: 2.0, source: mine}\n")
+    result = {"label": "c8", "max_concurrency": 8, "num_prompts": 64, "completed": 64, "output_throughput": 900.0,
+              "total_token_throughput": 1800.0, "total_input_tokens": 64 * 512, "total_output_tokens": 64 * 512}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    assert main(["cost", "--results", str(path), "--gpu", "H100", "--prices", str(prices), "--json"]) == 0
+    rows = {r["price"]["name"]: r for r in data_of(capsys.readouterr().out, "cost")}
+    assert rows["rent-h100"]["throughput"] == "measured" and rows["rent-h100"]["output_tokens_per_s"] == 900.0
+    desk = rows["desk-4090"]
+    assert desk["throughput"] == "not comparable" and desk["usd_per_m_output"] is None
+    assert "1x rtx-4090" in desk["throughput_note"]

@@ -57,11 +57,11 @@ def test_l40s_host_driver_cuda_against_the_vllm_wheel() -> None:
 
 def test_container_toolkit_only_for_container_targets() -> None:
     root = FIXTURES / "l40s-host"
-    bare = facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0", docker=True)
+    bare = facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0", docker=True, docker_server="27.3.1")
     assert "nvidia container toolkit" not in judge(bare)
     missing = judge(bare, target="docker")["nvidia container toolkit"]
     assert missing.status == "fail" and "nvidia-ctk" in missing.fix
-    with_cdi = facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0", docker=True,
+    with_cdi = facts_for(l40s_host(), root, driver="580.95.05", cuda="13.0", docker=True, docker_server="27.3.1",
                          cdi_specs=["/etc/cdi/nvidia.yaml"])
     assert judge(with_cdi, target="compose")["nvidia container toolkit"].status == "pass"
     assert judge(facts_for(l40s_host(), root), target="docker")["docker"].status == "fail"
@@ -128,3 +128,81 @@ def test_doctor_on_this_machine_is_honest_and_read_only(tmp_path: Path, capsys: 
 
         if os.environ.get(secret):
             assert os.environ[secret] not in json.dumps(report)
+
+
+def test_docker_installed_but_its_daemon_down_fails_with_the_reason() -> None:
+    root = FIXTURES / "l40s-host"
+    down = facts_for(l40s_host(), root, docker=True, docker_error="Cannot connect to the Docker daemon at "
+                     "unix:///var/run/docker.sock. Is the docker daemon running?")
+    check = judge(down, target="docker")["docker"]
+    assert check.status == "fail" and "does not answer" in check.detail and "systemctl start docker" in check.fix
+    denied = facts_for(l40s_host(), root, docker=True, docker_error="permission denied while trying to connect to "
+                       "the Docker daemon socket at unix:///var/run/docker.sock")
+    assert "docker group" in judge(denied, target="docker")["docker"].fix
+    up = facts_for(l40s_host(), root, docker=True, docker_server="27.3.1")
+    assert judge(up, target="docker")["docker"].status == "pass"
+
+
+def test_docker_server_asks_the_daemon_not_only_the_binary(tmp_path: Path) -> None:
+    from gptoss_deploy.doctor.facts import docker_server
+
+    down = tmp_path / "docker-down"
+    down.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon at unix:///x.sock.' >&2\nexit 1\n")
+    up = tmp_path / "docker-up"
+    up.write_text("#!/bin/sh\n[ \"$1 $2 $3\" = 'info --format {{.ServerVersion}}' ] && echo 27.3.1\n")
+    for script in (down, up):
+        script.chmod(0o755)
+    assert docker_server(None) == (None, None)
+    version, why = docker_server(str(down))
+    assert version is None and why is not None and "Cannot connect" in why
+    assert docker_server(str(up)) == ("27.3.1", None)
+
+
+def rtx4090(used_gib: float | None) -> Host:
+    """A desktop RTX 4090 as NVML reads it, with `used_gib` held by other processes (the display)."""
+    total = 24_564 * 1024**2
+    visible = gpu_from_nvml(CapturedNvmlDevice("NVIDIA GeForce RTX 4090", total, (8, 9))).visible_bytes
+    free = None if used_gib is None else int(visible - used_gib * GIB)
+    gpu = gpu_from_nvml(CapturedNvmlDevice("NVIDIA GeForce RTX 4090", total, (8, 9), free))
+    return Host(gpus=[gpu], ram_bytes=64 * GIB, source="captured")
+
+
+def test_memory_held_by_the_display_lowers_the_planned_utilization() -> None:
+    from gptoss_deploy.plan.search import CUDA_CONTEXT_BYTES
+
+    spec = resolve_model("gpt-oss-20b")
+    idle = make_plan(spec, rtx4090(0.0), PlanRequest(), with_alternatives=False)
+    busy_host = rtx4090(2.0)
+    gpu = busy_host.gpus[0]
+    assert gpu.used_bytes is not None and abs(gpu.used_bytes - 2 * GIB) < GIB // 100
+    busy = make_plan(spec, busy_host, PlanRequest(), with_alternatives=False)
+    assert idle.vllm is not None and busy.vllm is not None
+    assert idle.vllm.gpu_memory_utilization >= 0.92
+    util = busy.vllm.gpu_memory_utilization
+    assert util < 0.92  # vLLM would refuse 0.92 with 2 GiB held
+    assert util * gpu.visible_bytes <= gpu.visible_bytes - gpu.used_bytes - CUDA_CONTEXT_BYTES
+    assert any("in use by other processes" in w and f"{util:g}" in w for w in busy.warnings)
+    assert not any("in use by other processes" in w for w in idle.warnings)
+
+
+def test_doctor_says_how_much_gpu_memory_is_held_and_what_the_plan_does() -> None:
+    root = FIXTURES / "l40s-host"
+    busy = judge(facts_for(rtx4090(2.0), root, driver="580.95.05", cuda="13.0"), model="gpt-oss-20b")
+    check = busy["gpu memory in use"]
+    assert check.status == "warn" and "2.00 GiB" in check.detail and "already lowered" in check.detail
+    pinned = judge(facts_for(rtx4090(2.0), root, driver="580.95.05", cuda="13.0"), model="gpt-oss-20b",
+                   request=PlanRequest(vllm_version="0.32.0", gpu_memory_utilization=0.95))
+    assert pinned["gpu memory in use"].status == "fail" and "--gpu-memory-utilization" in pinned["gpu memory in use"].fix
+    idle = judge(facts_for(rtx4090(0.0), root, driver="580.95.05", cuda="13.0"), model="gpt-oss-20b")
+    assert idle["gpu memory in use"].status == "pass"
+    assert "gpu memory in use" not in judge(facts_for(rtx4090(None), root), model="gpt-oss-20b")
+
+
+def test_doctor_profile_is_a_what_if_for_that_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["doctor", "--profile", "dgx-spark", "--json"])
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    names = {c["name"]: c for c in document["data"]["checks"]}
+    assert code == 0 and "GB10" in names["gpu"]["detail"] and "known issue gb10-marlin-hang-oom" in names
+    assert "port" not in names and "disk" not in names and "what-if for 1x NVIDIA GB10" in err
+    assert main(["doctor", "--profile", "no-such-box"]) == 2

@@ -5,15 +5,21 @@
 A rented GPU's hourly price comes from the bundled, dated table (`data/prices.yaml`), a user price file of the
 same shape, or `--price-per-hour`; owned hardware costs purchase / (months x 730 h) + kW x $/kWh per hour.
 gpt-oss reasoning tokens are billed output: the cost per *visible* output token is reported beside it.
+
+One measured tokens/s is only the throughput of the GPU it was measured on. A table row for another GPU gets the
+throughput model's prediction for that GPU (same model, GPU count, workload and concurrency; labelled
+"predicted"), or no cost at all when the model has no prediction there ("not comparable"); without knowing which
+GPU the measurement ran on, table providers are not ranked on it (InputError).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gptoss_deploy.data.schema import PriceTable
 from gptoss_deploy.errors import InputError
@@ -28,6 +34,8 @@ class Price(BaseModel):
     per_hour: float
     basis: str  # where the figure comes from
     recorded: str | None = None
+    gpu: str | None = Field(None, description="the catalog GPU the price rents (table rows); None: the measured box")
+    gpus: int = 1
 
 
 class CostRow(BaseModel):
@@ -35,9 +43,13 @@ class CostRow(BaseModel):
 
     price: Price
     scenario: str
-    output_tokens_per_s: float
+    throughput: Literal["measured", "given", "predicted", "not comparable"] = Field(
+        description="measured (the results, on this GPU), given (--tok-s), predicted (the throughput model for the "
+                    "row's GPU) or not comparable (no cost shown)")
+    throughput_note: str = ""
+    output_tokens_per_s: float | None
     total_tokens_per_s: float | None
-    usd_per_m_output: float
+    usd_per_m_output: float | None
     usd_per_m_total: float | None
     usd_per_m_visible_output: float | None = None
     reasoning_share: float | None = None
@@ -111,7 +123,10 @@ def table_prices(table: PriceTable, providers: list[str] | None, gpus: int) -> l
                              hint="pass today's price with --price-per-hour, or a --prices file")
         per_gpu = float(entry.price_per_hour)
         source = table.sources.get(entry.source or "", entry.source or "user file")
-        prices.append(Price(name=name, per_hour=per_gpu * gpus, recorded=table.recorded,
+        from gptoss_deploy.hardware.profiles import find_gpu_key
+
+        gpu = (find_gpu_key(entry.gpu) or entry.gpu) if entry.gpu else None
+        prices.append(Price(name=name, per_hour=per_gpu * gpus, recorded=table.recorded, gpu=gpu, gpus=gpus,
                             basis=f"{entry.provider or name} {entry.gpu or ''} ${per_gpu:g}/GPU-h x {gpus}; {source}"))
     return prices
 
@@ -125,30 +140,64 @@ def scenarios_from_results(results: list[dict[str, Any]]) -> list[dict[str, Any]
         ext = result.get("ext", {})
         effort = (ext.get("workload") or {}).get("reasoning_effort")
         label = result.get("label") or f"c={result.get('max_concurrency') or 'inf'}"
+        done = max(int(result.get("completed") or 0), 1)
         scenarios.append({"scenario": label + (f" effort={effort}" if effort else ""),
                           "output_tokens_per_s": float(result["output_throughput"]),
                           "total_tokens_per_s": float(result.get("total_token_throughput") or 0) or None,
-                          "reasoning_share": ext.get("reasoning_share"), "reasoning_effort": effort})
+                          "reasoning_share": ext.get("reasoning_share"), "reasoning_effort": effort,
+                          "concurrency": result.get("max_concurrency") or result.get("num_prompts"),
+                          "input_tokens": max(1, round((result.get("total_input_tokens") or 0) / done)),
+                          "output_tokens": max(1, round((result.get("total_output_tokens") or 0) / done))})
     if not scenarios:
         raise InputError("the results file holds no finished benchmark with a throughput",
                          hint="run `gptoss bench ... --journal FILE` (or --save-result) first")
     return scenarios
 
 
-def cost_rows(scenarios: list[dict[str, Any]], prices: list[Price]) -> list[CostRow]:
-    """Every scenario at every price."""
+# (GPU key, GPU count, scenario) -> (output tokens/s or None, how it is known)
+Predictor = Callable[[str, int, dict[str, Any]], tuple[float | None, str]]
+
+
+def comparable(prices: list[Price], measured_gpu: str | None) -> None:
+    """InputError when table prices for GPUs would be ranked on a throughput whose GPU is unknown."""
+    rented = sorted({p.gpu for p in prices if p.gpu})
+    if rented and measured_gpu is None:
+        raise InputError(f"one tokens/s cannot rank providers of {', '.join(rented)}: it is the throughput of the GPU "
+                         "it was measured on, and that GPU is not known",
+                         hint="add --gpu NAME (the GPU of the measurement: its rows use it, other GPUs' rows the "
+                              "throughput model's prediction), or price your own box with --price-per-hour")
+
+
+def _throughput(scenario: dict[str, Any], price: Price, measured_gpu: str | None, given: bool,
+                predict: Predictor | None) -> tuple[str, float | None, float | None, str]:
+    """(kind, output tokens/s, total tokens/s, note) of one scenario on one price's hardware."""
+    output, total = scenario["output_tokens_per_s"], scenario.get("total_tokens_per_s")
+    if price.gpu is None or price.gpu == measured_gpu:
+        return ("given" if given else "measured"), output, total, ""
+    if predict is None:
+        return "not comparable", None, None, f"measured on {measured_gpu}, priced for {price.gpu}"
+    predicted, note = predict(price.gpu, price.gpus, scenario)
+    if predicted is None:
+        return "not comparable", None, None, note
+    return "predicted", predicted, (total * predicted / output if total else None), note
+
+
+def cost_rows(scenarios: list[dict[str, Any]], prices: list[Price], measured_gpu: str | None = None,
+              predict: Predictor | None = None, given: bool = False) -> list[CostRow]:
+    """Every scenario at every price, each at the throughput of the price's own hardware: the measurement where
+    it ran there (or the price is for the measured box), else `predict`'s figure for that GPU, else no cost."""
     rows = []
     for scenario in scenarios:
         for price in prices:
-            output = per_million(price.per_hour, scenario["output_tokens_per_s"])
-            total = (per_million(price.per_hour, scenario["total_tokens_per_s"])
-                     if scenario.get("total_tokens_per_s") else None)
+            kind, output, total, note = _throughput(scenario, price, measured_gpu, given, predict)
             share = scenario.get("reasoning_share")
-            visible = output / (1 - share) if share is not None and share < 1 else None
-            rows.append(CostRow(price=price, scenario=scenario["scenario"],
-                                output_tokens_per_s=scenario["output_tokens_per_s"],
-                                total_tokens_per_s=scenario.get("total_tokens_per_s"), usd_per_m_output=output,
-                                usd_per_m_total=total, usd_per_m_visible_output=visible, reasoning_share=share,
+            usd_output = per_million(price.per_hour, output) if output else None
+            usd_total = per_million(price.per_hour, total) if total else None
+            visible = usd_output / (1 - share) if usd_output and share is not None and share < 1 else None
+            rows.append(CostRow(price=price, scenario=scenario["scenario"], throughput=kind,
+                                throughput_note=note, output_tokens_per_s=output, total_tokens_per_s=total,
+                                usd_per_m_output=usd_output, usd_per_m_total=usd_total,
+                                usd_per_m_visible_output=visible, reasoning_share=share,
                                 reasoning_effort=scenario.get("reasoning_effort")))
     return rows
 

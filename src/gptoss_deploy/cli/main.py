@@ -14,6 +14,7 @@ from gptoss_deploy.cli import (
     bench_cmd,
     chat_cmd,
     check_cmd,
+    completion_cmd,
     cost_cmd,
     demo_cmd,
     doctor_cmd,
@@ -30,8 +31,8 @@ from gptoss_deploy.cli import (
 )
 from gptoss_deploy.errors import InputError
 
-COMMANDS = (plan_cmd, pull_cmd, serve_cmd, servers_cmd, chat_cmd, top_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd, doctor_cmd, try_cmd, gguf_cmd,
-            hardware_cmd, vocab_cmd, demo_cmd)
+COMMANDS = (plan_cmd, pull_cmd, serve_cmd, servers_cmd, chat_cmd, top_cmd, check_cmd, bench_cmd, cost_cmd, render_cmd,
+            doctor_cmd, try_cmd, gguf_cmd, hardware_cmd, vocab_cmd, demo_cmd, completion_cmd)
 BUG_EXIT = 70  # EX_SOFTWARE: an unexpected exception, i.e. a bug in gptoss
 
 

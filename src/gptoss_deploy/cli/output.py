@@ -17,9 +17,10 @@ from pydantic import BaseModel
 from gptoss_deploy import __version__
 
 # every --json document's schema name and version (the data models are in cli/schemas.py)
-SCHEMA_VERSIONS = {"error": 1, "plan": 2, "serve-dry-run": 1, "serve-ready": 1, "check": 1, "bench": 1, "cost": 1,
+SCHEMA_VERSIONS = {"error": 1, "plan": 2, "serve-dry-run": 1, "serve-ready": 1, "check": 1, "bench": 1, "cost": 2,
                    "render": 2, "doctor": 1, "try": 1, "try-dry-run": 1, "gguf-info": 1, "gguf-merge": 1,
-                   "detect": 1, "profiles": 1, "vocab": 1, "demo": 1, "pull": 1, "server": 1, "ps": 1, "top": 1}
+                   "detect": 1, "profiles": 1, "vocab": 1, "demo": 1, "pull": 1, "server": 1, "ps": 1, "top": 1,
+                   "completion": 1}
 WIDE = 1000  # columns of a console that is not a terminal: tables are never cut at 80 columns when piped
 _state = {"quiet": False}
 

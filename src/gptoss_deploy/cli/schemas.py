@@ -148,6 +148,13 @@ class DemoInfo(BaseModel):
     curl: str
 
 
+class CompletionScript(BaseModel):
+    """`completion`: the shell and its script."""
+
+    shell: Literal["bash", "zsh", "fish"]
+    script: str
+
+
 # name -> the data model (versions: cli/output.py SCHEMA_VERSIONS)
 MODELS: dict[str, Any] = {
     "error": ErrorData, "plan": Plan, "serve-dry-run": ServeDryRun, "serve-ready": ServeReport, "check": CheckReport,
@@ -155,7 +162,7 @@ MODELS: dict[str, Any] = {
     "try": RootModel[list[Attempt]], "try-dry-run": RootModel[list[TryRung]], "gguf-info": RootModel[list[GgufEntry]],
     "gguf-merge": MergeReport, "detect": Host, "profiles": Profiles, "vocab": VocabResult, "demo": DemoInfo,
     "pull": PullReport, "server": ServerState, "ps": RootModel[list[ServerRow]],
-    "top": TopSample,
+    "top": TopSample, "completion": CompletionScript,
 }
 SCHEMAS = {name: (SCHEMA_VERSIONS[name], model) for name, model in MODELS.items()}
 

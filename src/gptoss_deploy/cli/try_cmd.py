@@ -49,12 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     from gptoss_deploy.cli.output import emit_json, message
     from gptoss_deploy.cli.serve_cmd import inputs_from, settings_from
-    from gptoss_deploy.serve.service import require_port_free
+    from gptoss_deploy.serve.service import require_port_free, require_this_machine
     from gptoss_deploy.serve.supervisor import logs_dir
     from gptoss_deploy.trial.ladder import Ladder, build_ladder
 
     settings = settings_from(args, config_file=False)
     inputs = inputs_from(args, require_engine=not args.dry_run)
+    if not args.dry_run:
+        require_this_machine(inputs.hardware)  # before the ladder: every rung would be refused for the same reason
     rungs, plan_error = build_ladder(settings, inputs, args.gguf)
     if args.dry_run:
         return _dry_run(args, settings, inputs, rungs)

@@ -134,7 +134,8 @@ class IssueFix(Strict):
     text: str = ""
     env: dict[str, str | int | float] = Field(default_factory=dict)
     flags: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    defaults: dict[str, float | int] = Field(default_factory=dict)
+    defaults: dict[str, bool | int | float] = Field(default_factory=dict)
+    not_applied: str = ""  # why the plan cannot apply (the rest of) the fix itself
 
 
 class IssueConditions(Strict):

@@ -73,7 +73,14 @@ def container_checks(facts: HostFacts) -> list[DoctorCheck]:
     """Docker as the target: the NVIDIA container toolkit or CDI specs for --gpus / devices."""
     if not facts.docker:
         return [_check("docker", "fail", "docker is not installed", "install Docker Engine, or use the systemd target")]
-    out = [_check("docker", "pass", "docker is installed")]
+    if facts.docker_server is None:
+        why = facts.docker_error or "the daemon did not answer"
+        denied = "permission denied" in why.lower()
+        return [_check("docker", "fail", f"docker is installed but its daemon does not answer: {why}",
+                       "add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again)"
+                       if denied else "start it (`sudo systemctl start docker`), or point DOCKER_HOST / `docker "
+                       "context use` at a running daemon")]
+    out = [_check("docker", "pass", f"docker daemon {facts.docker_server} answers")]
     if facts.host.gpu is not None and facts.host.gpu.vendor == "nvidia":
         has = facts.nvidia_ctk or "nvidia" in facts.docker_runtimes or any("nvidia" in s for s in facts.cdi_specs)
         out.append(_check("nvidia container toolkit", "pass" if has else "fail",
@@ -190,10 +197,52 @@ def software_checks(facts: HostFacts, plan: Plan | None, gated: bool | None) -> 
     out.append(_check("llama.cpp", "pass" if facts.llama_server else "warn",
                       f"llama-server at {facts.llama_server}" if facts.llama_server else "llama-server not on PATH",
                       "build llama.cpp (cmake --build build --target llama-server) or use its server image"))
+    return out + issue_checks(plan)
+
+
+def issue_checks(plan: Plan | None) -> list[DoctorCheck]:
+    """The known issues that hit the plan (refuse = fail, warn = warn)."""
+    out = []
     for hit in (plan.issues if plan else []):
         status: Status = {"refuse": "fail", "warn": "warn"}.get(hit.severity, "pass")  # type: ignore[assignment]
         out.append(_check(f"known issue {hit.id}", status, f"{hit.title}: {hit.effect}", f"{hit.fix} ({hit.source})"))
     return out
+
+
+def plan_check(plan: Plan) -> DoctorCheck:
+    """The plan's verdict."""
+    return _check("plan", "pass" if plan.verdict != "does not fit" else "fail",
+                  f"{plan.model}: {plan.verdict} ({plan.engine or 'no engine'})",
+                  "see `gptoss plan` for why and the alternatives")
+
+
+def gpu_memory_check(facts: HostFacts, plan: Plan | None) -> DoctorCheck | None:
+    """Memory other processes hold on the GPUs (a desktop's display, another server) against the plan's
+    --gpu-memory-utilization: vLLM refuses to start when util x total exceeds the free memory. None when not read."""
+    from gptoss_deploy.plan.search import utilization_cap
+
+    held = [g for g in facts.host.gpus if g.used_bytes is not None]
+    if not held:
+        return None
+    most = max(held, key=lambda g: g.used_bytes or 0)
+    if not most.used_bytes:
+        return _check("gpu memory in use", "pass", "no GPU memory is held by other processes")
+    cap = utilization_cap(held) or 1.0
+    util = plan.vllm.gpu_memory_utilization if plan and plan.vllm else None
+    detail = (f"{most.used_bytes / GIB:.2f} GiB of {most.name}'s {most.visible_gib:.2f} GiB is held by other processes: "
+              f"vLLM starts with --gpu-memory-utilization at most {cap:g} here")
+    if util is None:
+        return _check("gpu memory in use", "warn", detail, "free it (nvidia-smi lists the processes) for more KV cache")
+    fits = util <= cap
+    return _check("gpu memory in use", "warn" if fits else "fail",
+                  detail + (f"; the plan uses {util:g}, already lowered for it" if fits else f"; the plan uses {util:g}"),
+                  "free it (nvidia-smi lists the processes) for more KV cache" if fits else
+                  f"serve with --gpu-memory-utilization {cap:g} or lower, or free the memory")
+
+
+def what_if(facts: HostFacts, plan: Plan) -> list[DoctorCheck]:
+    """The checks that depend only on the hardware and the plan (doctor --profile: another machine)."""
+    return [gpu_check(facts), *issue_checks(plan), plan_check(plan)]
 
 
 def run(facts: HostFacts, plan: Plan | None, model: ModelSpec, target: str | None, gated: bool | None,
@@ -206,10 +255,10 @@ def run(facts: HostFacts, plan: Plan | None, model: ModelSpec, target: str | Non
         out += container_checks(facts)
     out += strix_checks(facts, plan, model.checkpoint_bytes or 0)
     out += unified_memory_checks(facts)
+    if (memory := gpu_memory_check(facts, plan)) is not None:
+        out.append(memory)
     out += resource_checks(facts, plan, model)
     out += software_checks(facts, plan, gated)
     if plan is not None:
-        out.append(_check("plan", "pass" if plan.verdict != "does not fit" else "fail",
-                          f"{plan.model}: {plan.verdict} ({plan.engine or 'no engine'})",
-                          "see `gptoss plan` for why and the alternatives"))
+        out.append(plan_check(plan))
     return out

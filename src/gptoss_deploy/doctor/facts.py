@@ -49,6 +49,8 @@ class HostFacts(BaseModel):
     vllm_version: str | None = None
     llama_server: str | None = None
     docker: bool = False
+    docker_server: str | None = None  # the daemon's version when `docker info` got an answer from it
+    docker_error: str | None = None  # why it did not (daemon down, socket permission), when docker is installed
     nvidia_ctk: bool = False
     cdi_specs: list[str] = Field(default_factory=list)
     docker_runtimes: list[str] = Field(default_factory=list)
@@ -99,6 +101,30 @@ def _vllm_version() -> str | None:
         return None
 
 
+DOCKER_INFO_TIMEOUT_S = 10.0
+
+
+def docker_server(docker: str | None) -> tuple[str | None, str | None]:
+    """(the daemon's version, None) when `docker info` gets an answer from the daemon (through docker's own
+    DOCKER_HOST and context), else (None, why); (None, None) without a docker binary. Reads only."""
+    import subprocess
+
+    if docker is None:
+        return None, None
+    try:
+        done = subprocess.run([docker, "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True,
+                              timeout=DOCKER_INFO_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return None, f"`docker info` got no answer within {DOCKER_INFO_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return None, f"`docker info` could not run: {exc.strerror or exc}"
+    version = done.stdout.strip()
+    if done.returncode == 0 and version and "<no value>" not in version:
+        return version, None
+    lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+    return None, (lines[-1] if lines else f"`docker info` exited with {done.returncode}")[:300]
+
+
 def gather(port: int = 8000, root: Path = Path("/")) -> HostFacts:
     """Read the machine (sysfs/proc under `root`, NVML, /dev, disks, env names); changes nothing."""
     from gptoss_deploy.hardware.cpu import read_meminfo
@@ -123,6 +149,8 @@ def gather(port: int = 8000, root: Path = Path("/")) -> HostFacts:
         runtimes = sorted(json.loads((root / "etc/docker/daemon.json").read_text()).get("runtimes", {}))
     except (OSError, ValueError, AttributeError):
         pass
+    docker = shutil.which("docker")
+    server, docker_error = docker_server(docker) if root == Path("/") else (None, None)
     cdi = [str(p) for d in ("etc/cdi", "var/run/cdi") for p in sorted((root / d).glob("*.yaml"))
            if (root / d).is_dir()]
     return HostFacts(
@@ -135,5 +163,6 @@ def gather(port: int = 8000, root: Path = Path("/")) -> HostFacts:
         env={name: os.environ[name] for name in PLAIN_ENV if name in os.environ},
         cache_dir=str(cache), disk_free_bytes=shutil.disk_usage(_nearest_existing(cache)).free,
         shm_bytes=shm_bytes, port=port, port_free=_port_free(port), vocab_installed=is_installed(),
-        vllm_version=_vllm_version(), llama_server=shutil.which("llama-server"), docker=bool(shutil.which("docker")),
+        vllm_version=_vllm_version(), llama_server=shutil.which("llama-server"), docker=bool(docker),
+        docker_server=server, docker_error=docker_error,
         nvidia_ctk=bool(shutil.which("nvidia-ctk")), cdi_specs=cdi, docker_runtimes=runtimes)

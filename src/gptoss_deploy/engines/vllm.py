@@ -539,11 +539,13 @@ class VllmEngine(Engine):
         if on_gpu:
             smaller["gpu_memory_utilization"] = round(max(0.5, s.gpu_memory_utilization - 0.05), 2)
         shorter = smaller | {"max_model_len": max(4096, s.max_model_len // 2)}
-        return [RungSpec(name="smaller batch", expected="activation / CUDA-graph memory OOM at startup (profile_run)",
-                         settings=smaller),
-                RungSpec(name="shorter context", expected="KV cache too small for max_model_len", settings=shorter),
-                RungSpec(name="eager", expected="CUDA graph capture OOM or hang (torch.compile / capture)",
-                         settings=shorter, inputs={"enforce_eager": True})]
+        rungs = [RungSpec(name="smaller batch", expected="activation / CUDA-graph memory OOM at startup (profile_run)",
+                          settings=smaller),
+                 RungSpec(name="shorter context", expected="KV cache too small for max_model_len", settings=shorter)]
+        if not s.enforce_eager:  # a plan already eager (a known issue's fix) has no eager rung to add
+            rungs.append(RungSpec(name="eager", expected="CUDA graph capture OOM or hang (torch.compile / capture)",
+                                  settings=shorter, inputs={"enforce_eager": True}))
+        return rungs
 
     def log_level_env(self, level: str) -> dict[str, str]:
         """VLLM_LOGGING_LEVEL."""

@@ -23,10 +23,12 @@ class NvmlReading(Protocol):
 class CapturedNvmlDevice:
     """A plain NVML reading (used for captured readings and as the result of `read_nvml`)."""
 
-    def __init__(self, name: str, memory_total: int | None, compute_capability: tuple[int, int]) -> None:
+    def __init__(self, name: str, memory_total: int | None, compute_capability: tuple[int, int],
+                 memory_free: int | None = None) -> None:
         self.name = name
         self.memory_total = memory_total
         self.compute_capability = compute_capability
+        self.memory_free = memory_free  # NVML's free bytes (None: not read or not supported)
 
 
 def arch_for(cc: tuple[int, int]) -> str:
@@ -57,11 +59,13 @@ def read_nvml() -> tuple[list[CapturedNvmlDevice], dict[str, str]]:
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             try:
-                memory: int | None = int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+                info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                memory: int | None = int(info.total)
+                free: int | None = int(info.free)
             except pynvml.NVMLError:  # NVML_ERROR_NOT_SUPPORTED on GB10 / unified memory
-                memory = None
+                memory = free = None
             cc = tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))
-            devices.append(CapturedNvmlDevice(_str(pynvml.nvmlDeviceGetName(handle)), memory, (cc[0], cc[1])))
+            devices.append(CapturedNvmlDevice(_str(pynvml.nvmlDeviceGetName(handle)), memory, (cc[0], cc[1]), free))
         return devices, facts
     finally:
         pynvml.nvmlShutdown()
@@ -85,6 +89,10 @@ def gpu_from_nvml(device: NvmlReading, root: Path = Path("/")) -> Gpu:
         memory, unified, source = device.memory_total, False, "nvml"
         reserved = (known.memory_bytes - known.visible_bytes) if known else int(DEFAULT_RESERVED_GIB * GIB)
         visible = memory - max(reserved, 0)
+    free = getattr(device, "memory_free", None)
+    # what other processes hold, as the CUDA runtime will see it (its total is `visible`; the driver's own reserve
+    # is already outside it)
+    used = max(0, visible - free) if free is not None and not unified else None
     return Gpu(
         name=device.name, key=key, vendor="nvidia", arch=arch_for(cc),
         compute_capability=f"{cc[0]}.{cc[1]}", memory_bytes=memory, visible_bytes=visible,
@@ -92,6 +100,7 @@ def gpu_from_nvml(device: NvmlReading, root: Path = Path("/")) -> Gpu:
         bf16_tflops=known.bf16_tflops if known else None, interconnect=known.interconnect if known else None,
         link_gbs=known.link_gbs if known else None,
         consumer=known.consumer if known else "geforce" in device.name.lower(), memory_source=source,
+        used_bytes=used,
     )
 
 

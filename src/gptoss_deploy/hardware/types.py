@@ -30,6 +30,8 @@ class Gpu(BaseModel):
     unified_memory: bool = False
     consumer: bool = False
     memory_source: str = "profile"
+    used_bytes: int | None = Field(None, ge=0, description="memory other processes held when this GPU was detected "
+                                                            "(runtime total - NVML free); None: not read (profiles)")
 
     @property
     def visible_gib(self) -> float:

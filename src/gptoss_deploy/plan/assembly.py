@@ -16,10 +16,21 @@ from gptoss_deploy.plan.figures import llamacpp_figures, vllm_figures
 from gptoss_deploy.plan.issues import IssueContext, matching_issues
 from gptoss_deploy.plan.llamacpp_memory import RAM_BUDGET_FRACTION, LlamacppFit, gguf_for, plan_slots
 from gptoss_deploy.plan.refusals import refuse_requested
-from gptoss_deploy.plan.search import Knobs, Search, VllmCandidate, evaluate, starting_point, valid_tp_sizes
+from gptoss_deploy.plan.search import (
+    RELAXED_UTIL,
+    Knobs,
+    Search,
+    VllmCandidate,
+    evaluate,
+    issue_switches,
+    starting_point,
+    utilization_cap,
+    valid_tp_sizes,
+)
 from gptoss_deploy.plan.types import (
     Alternative,
     Change,
+    IssueHit,
     LlamacppSettings,
     Parallelism,
     Plan,
@@ -91,7 +102,7 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
                                   f"ran in vLLM {minimum}): upgrade vLLM, or plan with --vllm-version "
                                   f"{versions.vllm_facts().default_version}"])
     refusals = refuse_requested(model, host, request, version)
-    request = refusals.request
+    request = issue_switches(model, host, refusals.request, version)
     search = Search(model, host, request, version, [])
     chosen = search.run()
     warnings = ([choice.warning] if choice.warning else []) + list(refusals.warnings)
@@ -104,6 +115,7 @@ def vllm_plan(model: ModelSpec, host: Host, request: PlanRequest, installed: str
         changes = refusals.changes + changes_from(request, chosen.settings, model.arch.max_position_embeddings,
                                                   kv_gained_by_fewer_seqs(staged, host, request, chosen))
         plan = _assemble_vllm(staged, host, request, chosen, changes, warnings)
+        plan.warnings += mark_applied(plan.issues, plan.vllm)
         plan.parallel, plan.nodes = parallel, request.nodes
         if pp > 1:  # single-stream speed crosses every stage: the whole model's bytes
             plan.speed = vllm_speed(model, host.gpu, chosen)
@@ -242,6 +254,8 @@ def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: V
                         f"architecture ({gpu.arch}) are as given; the runtime is assumed to see "
                         f"{gpu.visible_gib:.2f} GiB of it (estimated: 0.45 GiB less, as on catalog GPUs without a "
                         "measured figure)")
+    if gpu and (utilization_cap([gpu]) or 1.0) < RELAXED_UTIL:  # the memory held bounds what the planner may choose
+        warnings.append(_memory_in_use(gpu, s.gpu_memory_utilization))
     if gpu and gpu.unified_memory:
         warnings.append("unified memory: --gpu-memory-utilization is not a hard cap here (vllm#46307); the plan "
                         f"uses {s.gpu_memory_utilization:g} and keeps the OS headroom")
@@ -251,6 +265,40 @@ def _vllm_warnings(model: ModelSpec, gpu: Gpu | None, request: PlanRequest, s: V
     if not s.tool_calling and request.tool_calling:
         warnings.append(f"vLLM {s.version} has no openai tool parser: tool calls will not be parsed")
     return warnings
+
+
+def mark_applied(issues: list[IssueHit], settings: VllmSettings | None) -> list[str]:
+    """Fill each issue's `applied` with the fix settings the plan runs with, and say per warning what the plan
+    applied and why it does not apply the rest (the issue's not_applied)."""
+    notes = []
+    for hit in issues:
+        hit.applied = [_flag(name, value) for name, value in hit.defaults.items()
+                       if settings is not None and getattr(settings, name, None) == value]
+        if hit.severity == "info" or not (hit.defaults or hit.not_applied):
+            continue
+        applied = f"the plan applies {' and '.join(hit.applied)}" if hit.applied else "the plan applies none of its fix"
+        skipped = [f"{_flag(n, v)} (set otherwise)" for n, v in hit.defaults.items() if _flag(n, v) not in hit.applied]
+        why = "; ".join(([f"not {', '.join(skipped)}"] if skipped else [])
+                        + ([f"not applied: {hit.not_applied}"] if hit.not_applied else []))
+        notes.append(f"known issue {hit.id}: {applied}" + (f"; {why}" if why else ""))
+    return notes
+
+
+def _flag(name: str, value: object) -> str:
+    flag = "--" + name.replace("_", "-")
+    return flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}"
+
+
+def _memory_in_use(gpu: Gpu, util: float) -> str:
+    """What memory other processes hold means for --gpu-memory-utilization (vLLM refuses util x total > free)."""
+    cap = utilization_cap([gpu]) or util
+    held = f"{(gpu.used_bytes or 0) / GIB:.2f} GiB of {gpu.name}'s {gpu.visible_gib:.2f} GiB is in use by other " \
+           "processes (NVML, at planning)"
+    if util <= cap:
+        return (f"{held}: vLLM starts only when util x total fits in the free memory after its own CUDA context, so "
+                f"the plan keeps --gpu-memory-utilization at {util:g} (at most {cap:g} here)")
+    return (f"{held}: --gpu-memory-utilization {util:g} asks for more than is free; vLLM will refuse to start above "
+            f"{cap:g}: lower it, or free the memory (nvidia-smi lists the processes)")
 
 
 def _assemble_vllm(model: ModelSpec, host: Host, request: PlanRequest, c: VllmCandidate, changes: list[Change],

@@ -49,5 +49,6 @@ def matching_issues(ctx: IssueContext) -> list[IssueHit]:
             hits.append(IssueHit(id=rule.id, title=rule.title, severity=rule.severity, effect=rule.effect,
                                  fix=rule.fix.text, source=rule.source,
                                  applied_env={k: str(v) for k, v in rule.fix.env.items()},
-                                 defaults=dict(rule.fix.defaults), conditions=conditions))
+                                 defaults=dict(rule.fix.defaults), conditions=conditions,
+                                 not_applied=rule.fix.not_applied))
     return hits

@@ -8,6 +8,8 @@ nothing fits with them. Pure: no I/O.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -30,6 +32,9 @@ RELAXED_MAX_NUM_SEQS = 256   # vLLM's own small-tier default: the sampler warm-u
 LEVER_THRESHOLD = 0.01       # a batch lever is offered when it frees at least 1 % of what profiling subtracts
 UNIFIED_UTIL = 0.85          # NVIDIA's GB10 recipe value; the default 0.92 OOMs at startup (gptoss-facts §3)
 MIN_USEFUL_CONTEXT = 8192
+# vLLM's own CUDA context (and cuBLAS/NCCL handles) already exist when it compares free memory with util x total at
+# startup ("Free memory on device ... is less than desired GPU memory utilization"); estimated, UNVERIFIED per GPU.
+CUDA_CONTEXT_BYTES = GIB // 2
 RELAX_ORDER = ("max_num_batched_tokens", "max_model_len", "gpu_memory_utilization", "tensor_parallel_size")
 
 
@@ -67,6 +72,15 @@ class Knobs:
     max_num_seqs: int
     max_model_len: int
     kv_dtype: str
+
+
+def utilization_cap(gpus: Sequence[Gpu]) -> float | None:
+    """The highest --gpu-memory-utilization vLLM starts with while other processes hold memory on these GPUs (what
+    detection read): util x total must fit in the free memory left after vLLM's own CUDA context. None when no GPU
+    is known to have memory in use (profiles, unified memory, nothing held)."""
+    caps = [math.floor((g.visible_bytes - g.used_bytes - CUDA_CONTEXT_BYTES) / g.visible_bytes * 100) / 100
+            for g in gpus if g.used_bytes]
+    return max(0.01, min(caps)) if caps else None
 
 
 def valid_tp_sizes(model: ModelSpec, gpu_count: int) -> list[int]:
@@ -151,6 +165,25 @@ def cpu_budget(host: Host, weights: int, request: PlanRequest) -> VllmMemory:
                       kv_from_override=request.kv_cache_memory_bytes is not None)
 
 
+SWITCHES = ("enforce_eager",)  # boolean settings a known issue's fix.defaults may turn on
+
+
+def issue_switches(model: ModelSpec, host: Host, request: PlanRequest, version: str) -> PlanRequest:
+    """The request with the switches a matching known issue's fix turns on (--enforce-eager on GB10) when the
+    request left them off; the plan lists them as applied (IssueHit.applied)."""
+    off = [name for name in SWITCHES if not getattr(request, name)]
+    if not off or host.gpu is None:
+        return request
+    tp = request.tensor_parallel_size or 1
+    defaults = default_batch(host.gpu, version, tp)
+    probe = evaluate(model, host, request, version,
+                     Knobs(tp, versions.default_gpu_memory_utilization(version), defaults.max_num_batched_tokens,
+                           defaults.max_num_seqs, request.max_model_len or model.arch.max_position_embeddings,
+                           request.kv_cache_dtype))
+    on = {name: True for name in off for issue in probe.issues if issue.defaults.get(name) is True}
+    return request.model_copy(update=on) if on else request
+
+
 def starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: str, tp: int) -> StartPoint:
     """Before relaxation: the request, else the known-issue rules' defaults, else vLLM's defaults."""
     gpu = host.gpu
@@ -163,6 +196,8 @@ def starting_point(model: ModelSpec, host: Host, request: PlanRequest, version: 
     for issue in probe.issues:
         util = float(issue.defaults.get("gpu_memory_utilization", util))
         mnbt = int(issue.defaults.get("max_num_batched_tokens", mnbt))
+    cap = utilization_cap(host.gpus)
+    util = min(util, cap) if cap is not None else util
     return StartPoint(request.gpu_memory_utilization or util, request.max_num_batched_tokens or mnbt,
                       request.max_num_seqs or defaults.max_num_seqs)
 
@@ -200,8 +235,9 @@ def memory_steps(model: ModelSpec, request: PlanRequest, gpu: Gpu | None, versio
     seqs_free = request.max_num_seqs is None
     first = Step(start.gpu_memory_utilization, start.max_num_batched_tokens, start.max_num_seqs)
     steps = [first]
-    if util_free and gpu is not None and not gpu.unified_memory and first.util < RELAXED_UTIL:
-        steps.append(Step(RELAXED_UTIL, first.mnbt, first.max_num_seqs))
+    relaxed_util = min(RELAXED_UTIL, utilization_cap([gpu]) or RELAXED_UTIL) if gpu is not None else RELAXED_UTIL
+    if util_free and gpu is not None and not gpu.unified_memory and first.util < relaxed_util:
+        steps.append(Step(relaxed_util, first.mnbt, first.max_num_seqs))
     best = steps[-1]
     if seqs_free and first.max_num_seqs > RELAXED_MAX_NUM_SEQS:
         fewer = Step(best.util, best.mnbt, RELAXED_MAX_NUM_SEQS)

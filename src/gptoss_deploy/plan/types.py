@@ -95,8 +95,11 @@ class IssueHit(BaseModel):
     fix: str
     source: str
     applied_env: dict[str, str] = Field(default_factory=dict)
-    defaults: dict[str, float | int] = Field(default_factory=dict, description="settings used unless the user set them")
+    defaults: dict[str, bool | int | float] = Field(default_factory=dict,
+                                                    description="settings used unless the user set them")
     conditions: list[str] = Field(default_factory=list, description="the settings the rule tests (its `when` keys)")
+    applied: list[str] = Field(default_factory=list, description="the fix's settings this plan runs with (flags)")
+    not_applied: str = Field("", description="why the plan does not apply (the rest of) the fix itself")
 
 
 class Explain(BaseModel):

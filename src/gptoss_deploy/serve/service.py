@@ -220,14 +220,22 @@ def _engine_info(engine: Engine, inputs: ServeInputs, notes: list[str]) -> tuple
         return None, location or engine.executable_name
 
 
+def require_this_machine(hardware: HostChoice) -> None:
+    """InputError when --profile / --gpu describe another machine: a server can only start on the one it runs on."""
+    if not hardware.is_this_machine:
+        raise InputError("--profile / --gpu describe another machine: a server can only be started on the machine "
+                         "gptoss runs on, so only a --dry-run can preview it",
+                         hint="add --dry-run to print the commands for that machine, or leave --profile / --gpu out "
+                              "to serve on this host")
+
+
 def prepare(settings: ServeSettings, inputs: ServeInputs, forced: dict[str, Any] | None = None) -> Prepared:
     """Plan (or load the plan) for this host and build the adapted engine launch (see the module docstring).
 
     `forced`: settings put into the plan as given, unchecked (`gptoss try`'s "as requested" rung)."""
     check_extra_args(inputs.extra_args)
-    if not inputs.hardware.is_this_machine and inputs.require_engine:
-        raise InputError("--profile / --gpu describe another machine: only a --dry-run can preview it",
-                         hint="add --dry-run, or leave --profile out to serve on this host")
+    if inputs.require_engine:
+        require_this_machine(inputs.hardware)
     plan, model, notes = (_saved_plan if inputs.plan_file is not None else _fresh_plan)(settings, inputs)
     engine = registry.for_plan(plan)
     span = engine.nodes_per_server(plan)
