@@ -20,6 +20,7 @@ import pytest
 from gptoss_deploy.lane import Lane
 from gptoss_deploy.lane.server import free_port
 from gptoss_deploy.serve.process import group_members
+from gptoss_deploy.serve.state import alive
 from tests.hub_standin import hub_standin
 
 pytestmark = pytest.mark.engine
@@ -167,7 +168,7 @@ def test_pull_serve_detached_ps_logs_chat_top_stop(lane: Lane, tmp_path: Path) -
         entry = json.loads((state_home / "gptoss-deploy" / "servers" / f"{NAME}.json").read_text())
         stopped = subprocess.run([*GPTOSS, "stop", NAME], capture_output=True, text=True, timeout=180, env=env)
         assert stopped.returncode == 0 and "are gone" in stopped.stderr, stopped.stderr
-        assert group_members(entry["engine_pgid"]) == [] and not Path(f"/proc/{entry['pid']}").exists()
+        assert group_members(entry["engine_pgid"]) == [] and not alive(entry["pid"])  # (a zombie awaits init)
         assert list((state_home / "gptoss-deploy" / "servers").iterdir()) == []
         ps = subprocess.run([*GPTOSS, "ps", "--json"], capture_output=True, text=True, timeout=60, env=env)
         assert json.loads(ps.stdout)["data"] == []

@@ -85,6 +85,16 @@ def from_hub(repo_id: str) -> ModelSpec:
                                    arch_key=catalog.recognise_arch(arch), checkpoint_bytes=size))
 
 
+def _in_hub_cache(repo_id: str) -> bool:
+    """The repository's config.json is in the Hugging Face cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repository id
+        return False
+
+
 def resolve_model(name: str) -> ModelSpec:
     """Resolve --model: an existing path first, then the catalog, then the Hub (unless offline)."""
     if not name or not name.strip():
@@ -104,8 +114,8 @@ def resolve_model(name: str) -> ModelSpec:
     spec = catalog.lookup(name)
     if spec is not None:
         return spec
-    if "/" in name and not name.startswith((".", "/", "~")) and not hub_offline():
-        return from_hub(name)
+    if "/" in name and not name.startswith((".", "/", "~")) and (not hub_offline() or _in_hub_cache(name)):
+        return from_hub(name)  # offline, huggingface_hub answers from its cache (a model `gptoss pull`ed before)
     close = catalog.closest_ids(name)
     hint = f"did you mean {', '.join(close)}?" if close else "use gpt-oss-120b or gpt-oss-20b"
     if "/" in name and hub_offline():
