@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/gptoss demo
+	$(VENV)/bin/gptoss demo $(DEMO_FLAGS)
 
 # Tools the render tests use where the machine has them (best effort: needs root and apt; without them the
 # NixOS parse check says "skipped" and the container tests are skipped with the reason): Debian's nix-bin

