@@ -283,3 +283,20 @@ def test_download_progress_counts_partial_blobs(tmp_path: Path, monkeypatch: pyt
     (blobs / "a1b2").write_bytes(b"x" * 1000)
     (blobs / "c3d4.incomplete").write_bytes(b"x" * 500)
     assert probe() == (1500, 13 * 2**30)
+
+
+@pytest.mark.parametrize(("profile", "model"), [("1xh100", "gpt-oss-20b"), ("4xl40s", "gpt-oss-120b")])
+def test_plan_save_config_round_trips_through_serve_config(profile: str, model: str, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from gptoss_deploy.cli.main import main
+
+    config = tmp_path / "serve.yaml"
+    assert main(["plan", "--profile", profile, "--model", model, "--save-config", str(config), "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)["data"]
+    text = config.read_text()
+    assert text.startswith("# gptoss serve --config") and "API_KEY" not in text
+    assert main(["serve", "--config", str(config), "--profile", profile, "--dry-run", "--json"]) == 0
+    served = json.loads(capsys.readouterr().out)["data"]
+    assert served["engine_args"] == planned["engine_args"]  # the same engine flags, re-planned from the file

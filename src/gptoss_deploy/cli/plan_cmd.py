@@ -30,6 +30,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_plan_flags(p)
     p.add_argument("--explain", action="store_true", help="show every formula with its inputs")
     p.add_argument("--save", metavar="FILE", help="write the plan (the deployable unit) for `gptoss serve --plan FILE`")
+    p.add_argument("--save-config", metavar="FILE",
+                   help="write the plan's settings as YAML for `gptoss serve --config FILE` (editable, re-planned)")
     p.set_defaults(handler=run)
 
 
@@ -92,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
 
             save_plan(plan, Path(args.save))
             message(f"saved {args.save}: serve it with `gptoss serve --plan {args.save}`")
+    if args.save_config:
+        if plan.engine is None:
+            message(f"not saved: the plan does not fit, there is nothing to serve ({args.save_config})")
+        else:
+            from gptoss_deploy.serve.config import write_config
+
+            write_config(plan, Path(args.save_config))
+            message(f"saved {args.save_config}: serve it with `gptoss serve --config {args.save_config}`")
     if args.json:
         emit_json("plan", plan)
     else:

@@ -170,3 +170,28 @@ def resolve_settings(flags: Mapping[str, Any], environ: Mapping[str, str],
             values[name] = _parse(name, from_file[name], f"config file {config_file} {name}")
             sources[name] = f"config {config_file}"
     return ServeSettings(**values, sources=sources)
+
+
+def config_from_plan(plan: Any) -> dict[str, Any]:
+    """The settings `serve --config` reads that reproduce `plan` (by their environment names, as the seed image's
+    contract uses them); only what the plan chose, never a secret."""
+    values: dict[str, Any] = {"MODEL": plan.model, "ENGINE": plan.engine}
+    if plan.vllm is not None:
+        v = plan.vllm
+        values |= {"MAX_MODEL_LEN": v.max_model_len, "TENSOR_PARALLEL_SIZE": v.tensor_parallel_size,
+                   "GPU_MEMORY_UTILIZATION": v.gpu_memory_utilization, "KV_CACHE_DTYPE": v.kv_cache_dtype,
+                   "MAX_NUM_SEQS": v.max_num_seqs, "MAX_NUM_BATCHED_TOKENS": v.max_num_batched_tokens,
+                   "ASYNC_SCHEDULING": v.async_scheduling, "ENABLE_AUTO_TOOL_CHOICE": v.tool_calling}
+    elif plan.llamacpp is not None:
+        values |= {"MAX_MODEL_LEN": plan.llamacpp.n_ctx // max(plan.llamacpp.n_parallel, 1),
+                   "MAX_NUM_SEQS": plan.llamacpp.n_parallel}
+    return values
+
+
+def write_config(plan: Any, path: Path) -> None:
+    """Write `config_from_plan` as YAML with a header saying where it came from."""
+    import yaml
+
+    header = (f"# gptoss serve --config {path.name}: settings from `gptoss plan` for {plan.model} on {plan.host}\n"
+              "# (flags and environment variables still win over these; the API key never goes here)\n")
+    path.write_text(header + yaml.safe_dump(config_from_plan(plan), sort_keys=False))
