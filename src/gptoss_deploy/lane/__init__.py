@@ -153,8 +153,10 @@ def _progress_line(step: str, line: str) -> str | None:
     training = re.search(r"\[tiny-model\s+([\d.]+)s\] step (\d+)/(\d+) loss ([\d.]+)", line)
     if training:
         elapsed, done, total = float(training.group(1)), int(training.group(2)), int(training.group(3))
-        left = elapsed / max(done, 1) * (total - done)
-        return f"!step {done}/{total}, loss {float(training.group(4)):.3f}, about {left / 60:.0f} min left"
+        if done == 0:  # the first step includes the set-up: no rate yet
+            return f"!step 0/{total}, loss {float(training.group(4)):.3f}"
+        left = elapsed / done * (total - done)
+        return f"!step {done}/{total}, loss {float(training.group(4)):.3f}, about {max(left / 60, 1):.0f} min left"
     percent = re.match(r"\[\s*(\d+)%\]", line)
     if percent:
         return f"compiling, {percent.group(1)}%"
