@@ -245,21 +245,38 @@ def _gptoss(*argv: str, timeout: float) -> tuple[subprocess.CompletedProcess[str
                for n, f in (("out", process.stdout), ("err", process.stderr))]
     for reader in readers:
         reader.start()
+    # The child's own peak: VmHWM of its post-exec memory, polled until it exits. (wait4's ru_maxrss would also
+    # count the pytest parent's pages the child held between fork and exec, so it grows with whatever the test
+    # session loaded before, not with gptoss.)
+    peak_kib = 0
     while True:
-        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        peak_kib = max(peak_kib, _vm_hwm_kib(process.pid))
+        pid, status, _usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() - started > timeout:
             process.kill()
             os.wait4(process.pid, 0)
             pytest.fail(f"gptoss {' '.join(argv)} did not end within {timeout} s")
-        time.sleep(0.05)
+        time.sleep(0.02)
     took = time.monotonic() - started
     for reader in readers:
         reader.join(10)
     process.returncode = os.waitstatus_to_exitcode(status)
     out, err = (streams.get(n, b"").decode("utf-8", "replace") for n in ("out", "err"))
-    return subprocess.CompletedProcess(list(argv), process.returncode, out, err), took, usage.ru_maxrss / 1024
+    assert peak_kib > 0, "the child's memory was never read"
+    return subprocess.CompletedProcess(list(argv), process.returncode, out, err), took, peak_kib / 1024
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM, KiB) so far; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 @pytest.fixture
