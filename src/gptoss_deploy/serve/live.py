@@ -24,23 +24,18 @@ class Reading:
 def read(client: httpx.Client, base_url: str, headers: dict[str, str], engine: object,
          timeout_s: float = 3.0) -> Reading | None:
     """The engine's families from /metrics; None when it does not answer or parse."""
-    from prometheus_client.parser import text_string_to_metric_families
+    from gptoss_deploy.serve.watchdog import family_total, metric_families
 
     names: dict[str, str] = {**getattr(engine, "counters", {}), **getattr(engine, "gauges", {}),
                              **getattr(engine, "live_gauges", {})}
     histograms: dict[str, str] = getattr(engine, "histograms", {})
-    try:
-        reply = client.get(f"{base_url}/metrics", headers=headers, timeout=timeout_s)
-        if reply.status_code != 200:
-            return None
-        families = list(text_string_to_metric_families(reply.text))
-    except (httpx.HTTPError, ValueError):
+    families = metric_families(client, base_url, headers, timeout_s)
+    if families is None:
         return None
     reading = Reading(at=time.monotonic())
     for family in families:
         if family.name in names:
-            reading.values[names[family.name]] = sum(
-                s.value for s in family.samples if s.name.endswith("_total") or s.name == family.name)
+            reading.values[names[family.name]] = family_total(family)
         elif family.name in histograms:
             buckets: dict[float, float] = {}
             for sample in family.samples:

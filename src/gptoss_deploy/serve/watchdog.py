@@ -54,25 +54,33 @@ class Decision:
     reason: str
 
 
-def scrape_metrics(client: httpx.Client, base_url: str, headers: dict[str, str], wanted: dict[str, str],
-                   timeout_s: float = 10.0) -> dict[str, float] | None:
-    """/metrics families named in `wanted` (Prometheus family name -> our key), each summed over its labels (a
-    server with several engines reports one sample per engine); None when /metrics does not answer or parse."""
+def metric_families(client: httpx.Client, base_url: str, headers: dict[str, str],
+                    timeout_s: float = 10.0) -> list[Any] | None:
+    """/metrics parsed into Prometheus metric families; None when it does not answer 200 or parse."""
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
         reply = client.get(f"{base_url}/metrics", headers=headers, timeout=timeout_s)
         if reply.status_code != 200:
             return None
-        families = list(text_string_to_metric_families(reply.text))
+        return list(text_string_to_metric_families(reply.text))
     except (httpx.HTTPError, ValueError):
         return None
-    values: dict[str, float] = {}
-    for family in families:
-        key = wanted.get(family.name)
-        if key is not None:
-            values[key] = sum(s.value for s in family.samples if s.name.endswith("_total") or s.name == family.name)
-    return values
+
+
+def family_total(family: Any) -> float:
+    """A counter's or gauge's value summed over its labels (one sample per engine on a multi-engine server)."""
+    return float(sum(s.value for s in family.samples if s.name.endswith("_total") or s.name == family.name))
+
+
+def scrape_metrics(client: httpx.Client, base_url: str, headers: dict[str, str], wanted: dict[str, str],
+                   timeout_s: float = 10.0) -> dict[str, float] | None:
+    """/metrics families named in `wanted` (Prometheus family name -> our key), each summed over its labels (a
+    server with several engines reports one sample per engine); None when /metrics does not answer or parse."""
+    families = metric_families(client, base_url, headers, timeout_s)
+    if families is None:
+        return None
+    return {wanted[f.name]: family_total(f) for f in families if f.name in wanted}
 
 
 def read_load(client: httpx.Client, base_url: str, headers: dict[str, str], progress: str | None,
